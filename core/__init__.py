@@ -1,0 +1,1 @@
+"""Domain-free core of the VQ-VAE suite: quantizers, metrics, training machinery."""

@@ -1,0 +1,86 @@
+"""Loss-based vector quantizer of VQ-VAE (van den Oord et al. 2017, sec. 3.1–3.2, eq. 3).
+
+Axis legend: N vectors, G codebooks per latent, K codebook size, D code dim.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from core.metrics import perplexity_from_counts
+from core.quantize.base import CodebookQuantizer
+from core.quantize.distance import nearest_code
+from core.quantize.output import VQOutput
+from core.quantize.straight_through import StraightThroughQuantize
+
+
+def assign_codes(flat: torch.Tensor, codebooks: torch.Tensor) -> torch.Tensor:
+    """Nearest code of every slice: ``flat`` ``[N, G, D]`` against ``codebooks`` ``[G, K, D]`` → ``[N, G]`` long."""
+    return torch.stack([nearest_code(flat[:, g], codebooks[g]) for g in range(codebooks.shape[0])], dim=1)
+
+
+def quantize_straight_through(quantizer: CodebookQuantizer, z_e: torch.Tensor):
+    """Shared forward of the deterministic quantizers.
+
+    Returns ``(flat [N, G, D], lead shape, indices [N, G], z_q like z_e, codebook_loss, commitment_loss)``.
+    """
+    flat, lead = quantizer._flatten(z_e)  # [N, G, D]
+    quantizer._prepare_codebook(flat)
+    with torch.autocast(device_type=flat.device.type, enabled=False):
+        books = quantizer.codebooks()  # [G, K, D]
+        indices = assign_codes(flat.detach(), books.detach())  # [N, G]
+        g, k, d = books.shape
+        stacked = (indices + torch.arange(g, device=indices.device) * k).reshape(-1)  # [N*G]
+        z_q, codebook_loss, commitment_loss = StraightThroughQuantize.apply(
+            flat.reshape(-1, d), books.reshape(g * k, d).float(), stacked)
+    quantizer._check_finite(commitment_loss)
+    z_q = z_q.reshape(z_e.shape).to(z_e.dtype)  # [..., G*D]
+    return flat, lead, indices, z_q, codebook_loss, commitment_loss
+
+
+class VectorQuantizer(CodebookQuantizer):
+    """VQ-VAE's quantizer: nearest code by L2 distance, codebook trained by its own loss term.
+
+    ``loss = codebook_loss + beta * commitment_loss`` with ``codebook_loss = ‖sg[z_e] − e‖²`` and
+    ``commitment_loss = ‖z_e − sg[e]‖²`` (paper eq. 3, both as mean squared errors), and the straight-through
+    estimator ``z_q = z_e + sg[e − z_e]`` for the decoder's gradient.
+
+    Args:
+        codebook_size: K (paper: 512).
+        code_dim: D (paper: 64 for images).
+        beta: commitment weight β, required (paper: 0.25).
+        num_codebooks, data_init, dead_code_restart, restart_every, restart_threshold: see
+            :class:`~core.quantize.base.CodebookQuantizer` (all off by default).
+
+    Shapes:
+        ``forward(z_e: [..., G*D]) -> VQOutput`` with ``z_q: [..., G*D]``, ``indices: [...]`` (G = 1) or ``[..., G]``.
+
+    Raises:
+        ValueError: if ``z_e``'s last dimension is not G·D, or ``z_e`` is not finite (nothing is changed then).
+    """
+
+    def __init__(self, codebook_size: int, code_dim: int, *, beta: float, num_codebooks: int = 1, **health):
+        super().__init__(codebook_size, code_dim, num_codebooks, **health)
+        if beta < 0:
+            raise ValueError(f"beta must be >= 0, got {beta}")
+        self.beta = float(beta)
+        # Uniform init in ±1/K, as in the reference implementations of the paper.
+        self.codebook = nn.Parameter(torch.empty(self._codebook_shape()).uniform_(-1.0 / codebook_size,
+                                                                                  1.0 / codebook_size))
+
+    def forward(self, z_e: torch.Tensor) -> VQOutput:
+        """Quantize ``z_e: [..., G*D]`` (paper eq. 1–3); see the class docstring."""
+        _, lead, indices, z_q, codebook_loss, commitment_loss = quantize_straight_through(self, z_e)
+        counts = self._record_usage(indices)
+        return VQOutput(
+            z_q=z_q,
+            indices=indices.reshape(self._index_shape(lead)),
+            loss=codebook_loss + self.beta * commitment_loss,
+            perplexity=perplexity_from_counts(counts),
+            codebook_loss=codebook_loss,
+            commitment_loss=commitment_loss,
+        )
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, beta={self.beta}"

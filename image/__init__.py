@@ -1,0 +1,1 @@
+"""image package of the VQ-VAE suite."""

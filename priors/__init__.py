@@ -1,0 +1,1 @@
+"""priors package of the VQ-VAE suite."""

@@ -1,0 +1,1 @@
+"""video package of the VQ-VAE suite."""
