@@ -1,7 +1,7 @@
 """Vector quantizers of VQ-VAE, its EMA variant and SQ-VAE, behind one contract (``z_e: [..., D]`` in,
 a typed output dataclass out)."""
 
-from core.quantize.base import CodebookQuantizer
+from core.quantize.base import CodebookQuantizer, NonFiniteInputError
 from core.quantize.distance import nearest_code, squared_distances
 from core.quantize.ema import EMAVectorQuantizer
 from core.quantize.output import QuantizerOutput, SQOutput, VQOutput
@@ -22,6 +22,6 @@ def build_quantizer(kind: str, **kwargs) -> CodebookQuantizer:
     return QUANTIZERS[kind](**kwargs)
 
 
-__all__ = ["CodebookQuantizer", "EMAVectorQuantizer", "GaussianSQVectorQuantizer", "QUANTIZERS", "QuantizerOutput",
+__all__ = ["CodebookQuantizer", "EMAVectorQuantizer", "GaussianSQVectorQuantizer", "NonFiniteInputError", "QUANTIZERS", "QuantizerOutput",
            "SQOutput", "VQOutput", "VectorQuantizer", "build_quantizer", "gumbel_temperature", "nearest_code",
            "squared_distances"]

@@ -27,6 +27,10 @@ from core import distributed
 from core.metrics import code_counts
 
 
+class NonFiniteInputError(ValueError):
+    """``z_e`` held NaN or Inf; raised before any quantizer state changes."""
+
+
 def _check_positive_int(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -159,7 +163,7 @@ class CodebookQuantizer(nn.Module):
             return
         if not bool(self.initialized):
             if not bool(torch.isfinite(flat).all()):
-                raise ValueError("z_e contains NaN or Inf values; the codebook was left unchanged")
+                raise NonFiniteInputError("z_e contains NaN or Inf values; the codebook was left unchanged")
             for g in range(self.num_codebooks):
                 full = torch.ones(self.codebook_size, dtype=torch.bool, device=flat.device)
                 self._replace_codes(g, full, self._draw(flat[:, g], self.codebook_size))
@@ -173,7 +177,7 @@ class CodebookQuantizer(nn.Module):
                 if count:
                     vectors = self._draw(flat[:, g], count)
                     if not bool(torch.isfinite(vectors).all()):
-                        raise ValueError("z_e contains NaN or Inf values; the codebook was left unchanged")
+                        raise NonFiniteInputError("z_e contains NaN or Inf values; the codebook was left unchanged")
                     self._replace_codes(g, dead[g], vectors)
             self.code_usage.zero_()
             self.calls_since_restart.zero_()
@@ -191,7 +195,7 @@ class CodebookQuantizer(nn.Module):
     def _check_finite(value: torch.Tensor) -> None:
         """Raise ValueError when a loss built from ``z_e`` is not finite (i.e. ``z_e`` held NaN or Inf)."""
         if not bool(torch.isfinite(value)):
-            raise ValueError("z_e contains NaN or Inf values (the quantization loss is not finite); "
+            raise NonFiniteInputError("z_e contains NaN or Inf values (the quantization loss is not finite); "
                              "no quantizer state was changed")
 
     def extra_repr(self) -> str:

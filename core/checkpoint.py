@@ -1,0 +1,88 @@
+"""Atomic, strict checkpoints holding everything needed to resume a run exactly.
+
+A checkpoint is one ``torch.save`` dict: ``model``, ``optimizer``, ``step``, ``config`` (plain dict), ``rng``
+(torch CPU/CUDA, numpy and Python states) and any ``extra`` entries. It is written to a temporary file in the
+same folder, flushed, then renamed over the target, so a crash never leaves a truncated checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+LATEST = "latest.pt"
+
+
+def rng_state() -> dict[str, Any]:
+    """Current states of every random number generator a run uses."""
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore states saved by :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+                    step: int, config: dict, **extra: Any) -> Path:
+    """Write a checkpoint atomically (temporary file + rename) and return its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
+               "step": step, "config": config, "rng": rng_state(), **extra}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint dict onto the CPU.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: if the file is not a checkpoint of this suite.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # truncated or foreign files
+        raise ValueError(f"{path} is not a readable checkpoint: {exc}") from exc
+    if not isinstance(payload, dict) or not {"model", "step", "config"} <= set(payload):
+        raise ValueError(f"{path} is not a checkpoint of this suite (missing model/step/config)")
+    return payload
+
+
+def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                    restore_rng: bool = True) -> dict[str, Any]:
+    """Load model (strictly), optimizer and RNG states from ``path``; returns the checkpoint dict."""
+    payload = read_checkpoint(path)
+    model.load_state_dict(payload["model"], strict=True)
+    if optimizer is not None and payload.get("optimizer") is not None:
+        optimizer.load_state_dict(payload["optimizer"])
+    if restore_rng and "rng" in payload:
+        set_rng_state(payload["rng"])
+    return payload

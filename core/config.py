@@ -1,0 +1,226 @@
+"""Typed configs: YAML files loaded into dataclasses, with dotted command-line overrides.
+
+``load_config(ImageConfig, "experiments/configs/image/default.yaml", ["quantizer.beta=0.5"])`` reads the file,
+applies the overrides (values parsed as YAML scalars), and builds the nested dataclasses. An unknown key or a
+value of the wrong type raises :class:`ConfigError` naming the dotted key. The shared sections (quantizer,
+training loop, tracking) live here; each domain composes them with its own sections.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import re
+
+import yaml
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not match the typed config."""
+
+
+@dataclass
+class QuantizerConfig:
+    """Which core quantizer and its settings (defaults are the paper's: K = 512, D = 64, β = 0.25, γ = 0.99)."""
+
+    kind: str = "vq"  # "vq" (paper eq. 3), "ema" (appendix A.1) or "sq" (SQ-VAE, Gaussian)
+    codebook_size: int = 512
+    code_dim: int = 64
+    num_codebooks: int = 1
+    beta: float = 0.25  # vq, ema
+    decay: float = 0.99  # ema
+    epsilon: float = 1e-5  # ema: Laplace smoothing
+    variance: str = "shared"  # sq: "shared" (variant I) or "elementwise" (variant IV)
+    init_variance: float = 20.0  # sq
+    temperature_init: float = 1.0  # sq
+    temperature_decay: float = 1e-5  # sq
+    temperature_min: float = 0.0  # sq
+    data_init: bool = False  # beyond the paper
+    dead_code_restart: bool = False  # beyond the paper
+    restart_every: int = 100
+    restart_threshold: float = 1.0
+
+    def build_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the selected quantizer class (the others' settings are dropped)."""
+        common = dict(codebook_size=self.codebook_size, code_dim=self.code_dim, num_codebooks=self.num_codebooks,
+                      data_init=self.data_init, dead_code_restart=self.dead_code_restart,
+                      restart_every=self.restart_every, restart_threshold=self.restart_threshold)
+        if self.kind == "vq":
+            return dict(common, beta=self.beta)
+        if self.kind == "ema":
+            return dict(common, beta=self.beta, decay=self.decay, epsilon=self.epsilon)
+        if self.kind == "sq":
+            return dict(common, variance=self.variance, init_variance=self.init_variance,
+                        temperature_init=self.temperature_init, temperature_decay=self.temperature_decay,
+                        temperature_min=self.temperature_min)
+        raise ConfigError(f"quantizer.kind: unknown kind {self.kind!r}; known kinds: ['ema', 'sq', 'vq']")
+
+
+@dataclass
+class TrainConfig:
+    """The training loop shared by every domain and stage."""
+
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 2e-4  # Adam, as in the paper
+    warmup_steps: int = 0  # linear warm-up over these steps (0: none, the paper's setting)
+    lr_schedule: str = "constant"  # "constant" (the paper's setting) or "cosine" (decay to 0 at the last step)
+    eval_every: int = 500
+    log_every: int = 50
+    checkpoint_every: int = 500
+    seed: int = 0
+    device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+    output_dir: str = "outputs/run"  # checkpoints and media of this run
+    threads: int = 0  # torch intra-op threads on the CPU (0: torch's default)
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow tracking. An empty ``tracking_uri`` means ``$MLFLOW_TRACKING_URI`` or else a local sqlite store
+    ``mlflow.db`` with artifacts in ``mlartifacts/``, both in the working directory."""
+
+    tracking_uri: str = ""
+    experiment_name: str = "vqvae"
+    run_name: str = ""
+    enabled: bool = True
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (int accepted for float); raise ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(tp):
+            if option is type(None) and value is None:
+                return None
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{key}: expected {tp}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping of {_type_name(tp)} fields, got {value!r}")
+        return _build(tp, value, key + ".")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item_tp, *_) = typing.get_args(tp) or (Any,)
+        items = [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if tp is Any:
+        return value
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):  # YAML 1.1 reads "1e-4" as a string
+            return float(value)
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif isinstance(value, tp):
+        return value
+    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+
+
+def _build(cls: type, values: dict, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in values if k not in names]
+    if unknown:
+        raise ConfigError(f"unknown config key {prefix}{unknown[0]!s}; known keys in "
+                          f"{prefix.rstrip('.') or cls.__name__}: {', '.join(names)}")
+    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def apply_overrides(values: dict, overrides: list[str]) -> dict:
+    """Apply ``["a.b=1", ...]`` to a nested dict (values parsed as YAML scalars); returns a new dict.
+
+    Raises:
+        ConfigError: for an override without ``=``.
+    """
+    result = yaml.safe_load(yaml.safe_dump(values)) or {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.subkey=value")
+        key, raw = item.split("=", 1)
+        node = result
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {key}: {part} is not a section")
+            node = child
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    return result
+
+
+def load_config(cls: type, path: str | Path | None = None, overrides: list[str] | None = None) -> Any:
+    """Load ``cls`` (a dataclass) from a YAML file plus dotted overrides.
+
+    Args:
+        cls: the top-level config dataclass.
+        path: YAML file; ``None`` uses the dataclass defaults.
+        overrides: ``["quantizer.beta=0.5", ...]``.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ConfigError: for malformed YAML, an unknown key or a wrong type (the message names the dotted key).
+    """
+    values: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    values = apply_overrides(values, overrides or [])
+    return _build(cls, values)
+
+
+def to_dict(cfg: Any) -> dict:
+    """The config as nested plain dicts (for checkpoints and YAML)."""
+    return dataclasses.asdict(cfg)
+
+
+def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted ``{"quantizer.beta": 0.25, ...}`` view of a config (MLflow params)."""
+    out: dict[str, Any] = {}
+    items = dataclasses.asdict(cfg).items() if dataclasses.is_dataclass(cfg) else cfg.items()
+    for key, value in items:
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def from_dict(cls: type, values: dict) -> Any:
+    """Rebuild a config dataclass from :func:`to_dict` output (e.g. the one stored in a checkpoint)."""
+    return _build(cls, values)
+
+
+__all__ = ["ConfigError", "QuantizerConfig", "TrackingConfig", "TrainConfig", "apply_overrides", "flatten",
+           "from_dict", "load_config", "to_dict"]

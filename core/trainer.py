@@ -1,0 +1,240 @@
+"""The one training loop of the suite: steps, evaluation cadence, checkpoints, resume, tracking.
+
+A domain stage subclasses :class:`Trainer` and implements ``compute_loss(batch)`` and ``evaluate()`` (plus,
+optionally, ``log_media(step)``). The loop owns the rest:
+
+* seeding, the device, and batches that are a pure function of the step (``core.data``);
+* Adam at the configured learning rate, with an optional linear warm-up (a pure function of the step);
+* a tqdm progress bar; ``train/*`` metrics every ``log_every`` steps, ``val/*`` every ``eval_every``;
+* atomic checkpoints every ``checkpoint_every`` steps and at the end (``<output_dir>/checkpoints/latest.pt``);
+* ``resume=True`` continues from that checkpoint with the same weights, optimizer state, RNG states and
+  MLflow run, so that the resumed run ends exactly where an uninterrupted one would;
+* a non-finite loss stops the run with :class:`NonFiniteLossError`; the last good checkpoint stays.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from core import distributed
+from core.checkpoint import LATEST, load_checkpoint, read_checkpoint, save_checkpoint
+from core.config import TrackingConfig, TrainConfig
+from core.data import step_loader
+from core.quantize import NonFiniteInputError
+from core.tracking import Tracker, git_commit
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or Inf; the run stopped and its last good checkpoint was kept."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(step: int, base_lr: float, warmup_steps: int = 0, schedule: str = "constant",
+                  total_steps: int = 1) -> float:
+    """Learning rate at ``step`` (0-based), a pure function of the step.
+
+    Linear warm-up over ``warmup_steps``, then ``"constant"`` (the paper's setting) or ``"cosine"`` decay from
+    ``base_lr`` to 0 at ``total_steps``.
+
+    Raises:
+        ValueError: for an unknown schedule.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown lr_schedule {schedule!r}; known: {SCHEDULES}")
+    lr = base_lr
+    if schedule == "cosine":
+        progress = min(max(step - warmup_steps, 0) / max(total_steps - warmup_steps, 1), 1.0)
+        lr = base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if warmup_steps > 0:
+        lr *= min(1.0, (step + 1) / warmup_steps)
+    return lr
+
+
+def parameter_count(module: torch.nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+class Trainer:
+    """Base training loop; see the module docstring.
+
+    Args:
+        model: the module to train (its trainable parameters go to Adam).
+        train_dataset: map-style dataset whose items the default collate can batch.
+        train_cfg: loop settings.
+        tracking_cfg: MLflow settings.
+        config: the resolved experiment config as a nested dict (stored in checkpoints, logged as params).
+        name: stage name, used for the checkpoint folder (``<output_dir>/<name>/checkpoints``).
+    """
+
+    def __init__(self, model: torch.nn.Module, train_dataset, train_cfg: TrainConfig, tracking_cfg: TrackingConfig,
+                 config: dict, name: str = "train"):
+        if train_cfg.threads > 0:
+            torch.set_num_threads(train_cfg.threads)
+        learning_rate(0, train_cfg.lr, train_cfg.warmup_steps, train_cfg.lr_schedule, train_cfg.steps)  # validates
+        seed_everything(train_cfg.seed)
+        self.cfg = train_cfg
+        self.tracking_cfg = tracking_cfg
+        self.config = config
+        self.name = name
+        self.device = resolve_device(train_cfg.device)
+        self.model = model.to(self.device)
+        self.train_dataset = train_dataset
+        self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=train_cfg.lr)
+        self.step = 0
+        self.tracker: Tracker | None = None
+        self.output_dir = Path(train_cfg.output_dir) / name
+        self.checkpoint_path = self.output_dir / "checkpoints" / LATEST
+
+    # ------------------------------------------------------------------------------- subclass interface
+    def compute_loss(self, batch: Any) -> dict[str, torch.Tensor]:
+        """Forward one training batch; return scalar tensors, ``"loss"`` being the one to minimise."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Metrics on the held-out split (keys without the ``val/`` prefix)."""
+        return {}
+
+    def log_media(self, step: int) -> None:
+        """Log images, audio or plots at the end of the run (rank 0 only)."""
+
+    def extra_params(self) -> dict[str, Any]:
+        """Derived values to log as params next to the config (sizes, parameter counts, …)."""
+        return {}
+
+    # ------------------------------------------------------------------------------------------ helpers
+    def to_device(self, batch: Any) -> Any:
+        if isinstance(batch, torch.Tensor):
+            return batch.to(self.device, non_blocking=True)
+        if isinstance(batch, (list, tuple)):
+            return type(batch)(self.to_device(b) for b in batch)
+        if isinstance(batch, dict):
+            return {k: self.to_device(v) for k, v in batch.items()}
+        return batch
+
+    def save(self) -> Path:
+        """Write the checkpoint of the current step (atomically)."""
+        run_id = self.tracker.run_id if self.tracker else None
+        return save_checkpoint(self.checkpoint_path, model=self.model, optimizer=self.optimizer, step=self.step,
+                               config=self.config, mlflow_run_id=run_id)
+
+    def _evaluate_and_log(self) -> dict[str, float]:
+        self.model.eval()
+        metrics = self.evaluate()
+        self.model.train()
+        if self.tracker:
+            self.tracker.log_metrics({f"val/{k}": v for k, v in metrics.items()}, self.step)
+        return metrics
+
+    # --------------------------------------------------------------------------------------------- loop
+    def fit(self, resume: bool = False) -> dict[str, float]:
+        """Train to ``train_cfg.steps`` (continuing from the latest checkpoint when ``resume``); returns the
+        final validation metrics.
+
+        Raises:
+            FileNotFoundError: ``resume`` without a checkpoint.
+            NonFiniteLossError: the loss became NaN or Inf.
+        """
+        run_id = None
+        if resume:
+            run_id = read_checkpoint(self.checkpoint_path).get("mlflow_run_id")
+            payload = load_checkpoint(self.checkpoint_path, self.model, self.optimizer)
+            self.step = int(payload["step"])
+        self.tracker = Tracker(self.tracking_cfg, run_id=run_id) if distributed.is_main_process() else None
+        if self.tracker and not resume:
+            from core.config import flatten
+
+            params = flatten(self.config)
+            params.update({"stage": self.name, "git_commit": git_commit(),
+                           "parameters": parameter_count(self.model), **self.extra_params()})
+            self.tracker.log_params(params)
+        status = "FAILED"
+        try:
+            metrics = self._loop()
+            status = "FINISHED"
+            return metrics
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            if self.tracker:
+                self.tracker.end(status)
+
+    def _loop(self) -> dict[str, float]:
+        cfg = self.cfg
+        self.model.train()
+        loader = step_loader(self.train_dataset, cfg.batch_size, cfg.seed, self.step, cfg.steps,
+                             getattr(self, "num_workers", 0))
+        sums: dict[str, float] = {}
+        count, last_log, metrics = 0, time.perf_counter(), {}
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=self.name, disable=None, dynamic_ncols=True)
+        for batch in loader:
+            lr = learning_rate(self.step, cfg.lr, cfg.warmup_steps, cfg.lr_schedule, cfg.steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            try:
+                terms = self.compute_loss(self.to_device(batch))
+            except NonFiniteInputError as exc:
+                raise NonFiniteLossError(self._non_finite_message(str(exc))) from exc
+            loss = terms["loss"]
+            if not bool(torch.isfinite(loss)):
+                raise NonFiniteLossError(self._non_finite_message(f"loss is {loss.item()}"))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.step += 1
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            count += 1
+            bar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                now = time.perf_counter()
+                logged = {f"train/{k}": v / count for k, v in sums.items()}
+                logged["train/steps_per_second"] = count / max(now - last_log, 1e-9)
+                logged["train/lr"] = lr
+                bar.set_postfix(loss=f"{logged['train/loss']:.4f}")
+                if self.tracker:
+                    self.tracker.log_metrics(logged, self.step)
+                sums, count, last_log = {}, 0, now
+            if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                metrics = self._evaluate_and_log()
+                bar.write(f"[{self.name}] step {self.step}: " +
+                          ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+            if distributed.is_main_process() and (self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps):
+                self.save()
+        bar.close()
+        if not metrics:  # resumed at the end: nothing left to train
+            metrics = self._evaluate_and_log()
+        if self.tracker:
+            self.log_media(self.step)
+        return metrics
+
+    def _non_finite_message(self, what: str) -> str:
+        kept = f"the last good checkpoint {self.checkpoint_path} is kept" if self.checkpoint_path.exists() \
+            else "no checkpoint had been written yet"
+        return f"non-finite training loss at step {self.step + 1} ({what}); the run stopped and {kept}"

@@ -1,0 +1,378 @@
+"""Image datasets of the VQ-VAE image experiments: embedded natural images, CIFAR-10 and ImageNet-style folders.
+
+Every dataset yields ``(x, y)`` with ``x`` a ``[C, H, W]`` float tensor in [0, 1] and ``y`` an ``int`` class label
+(``-1`` where the source has no labels), so that the trainer and ``data_variance`` treat all sources alike.
+
+Axis legend: N items, C colour channels (3, RGB), H W image height and width, S side of a square crop.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import skimage.data
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision import datasets, transforms
+
+from image.config import ImageDataConfig
+
+EMBEDDED_HELD_OUT = ("chelsea", "flower", "motorcycle_right", "grass")  # embedded images used only for validation
+VAL_SEED = 12345  # seed of the embedded validation crops, fixed so that runs with different training seeds compare
+
+# Files of the wheels' image folders that are not natural photographs, decided by looking at each one. Only *.png and
+# *.jpg are read at all, so no_time_for_that_tiny.gif, multipage*.tif, lfw_subset.npy, motorcycle_disp.npz and
+# lbpcascade_frontalface_opencv.xml never enter. Kept after inspection: microaneurysms (a 102×102 crop of a retinal
+# fundus photograph), clock_motion (a photograph of a clock blurred by motion), page and text (photographs of a printed
+# page and of handwriting).
+EMBEDDED_EXCLUDED = (
+    "chessboard_GRAY",  # synthetic 8-level chessboard
+    "chessboard_RGB",  # synthetic chessboard
+    "color",  # synthetic hue/saturation colour wheel
+    "horse",  # binary silhouette with an alpha channel
+    "logo",  # the scikit-image logo, a drawing
+    "phantom",  # Shepp–Logan phantom, synthetic
+)
+_EMBEDDED_SUFFIXES = (".png", ".jpg")
+
+CIFAR10_LAYOUT = (
+    "<root>/cifar-10-batches-py/{data_batch_1..data_batch_5,test_batch,batches.meta} "
+    "(the python-pickle version from https://www.cs.toronto.edu/~kriz/cifar.html, extracted under data.root)"
+)
+FOLDER_LAYOUT = "root/{train,val}/<class_name>/<image>.{jpg,png,...} (the ImageNet layout)"
+
+
+def _embedded_files() -> list[Path]:
+    """Paths of the candidate image files shipped with scikit-image and scikit-learn, sorted by name."""
+    folders = [Path(os.path.dirname(skimage.data.__file__))]
+    # find_spec locates scikit-learn without importing sklearn.datasets, which takes about a second.
+    sklearn_spec = importlib.util.find_spec("sklearn")
+    if sklearn_spec is not None and sklearn_spec.submodule_search_locations:
+        folders += [Path(p) / "datasets" / "images" for p in sklearn_spec.submodule_search_locations]
+    files = [f for d in folders if d.is_dir() for f in d.iterdir() if f.suffix.lower() in _EMBEDDED_SUFFIXES]
+    return sorted(files, key=lambda f: f.stem)
+
+
+def embedded_images(split: str) -> list[tuple[str, np.ndarray]]:
+    """The natural photographs shipped inside the scikit-image and scikit-learn wheels (works offline).
+
+    The files are read directly (never through ``skimage.data.<name>()``, which may try to download). Synthetic
+    images are left out (see ``EMBEDDED_EXCLUDED``); ``EMBEDDED_HELD_OUT`` go to ``"val"``, the others to ``"train"``.
+
+    Args:
+        split: ``"train"`` or ``"val"``.
+
+    Returns:
+        ``(name, image)`` pairs sorted by name; ``name`` is the file stem, ``image`` is ``[H, W, 3]`` uint8 (gray
+        images have their channel repeated, an alpha channel is dropped).
+
+    Raises:
+        ValueError: For an unknown split, or if two files share a name.
+    """
+    if split not in ("train", "val"):
+        raise ValueError(f"unknown split {split!r}; expected 'train' or 'val'")
+    images: dict[str, np.ndarray] = {}
+    for path in _embedded_files():
+        name = path.stem
+        if name in EMBEDDED_EXCLUDED or (name in EMBEDDED_HELD_OUT) != (split == "val"):
+            continue
+        if name in images:
+            raise ValueError(f"two embedded images are named {name!r}; the train/val split would be ambiguous")
+        with Image.open(path) as img:
+            images[name] = np.asarray(img.convert("RGB"), dtype=np.uint8)  # [H, W, 3]
+    return sorted(images.items())
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    """One step of the SplitMix64 generator: a fast, well-mixed 64-bit hash of ``x``."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def _uniforms(seed: int, index: int, count: int = 3) -> list[float]:
+    """``count`` uniforms in [0, 1) that are a pure function of ``(seed, index)`` (SplitMix64; ~100× cheaper than
+    creating a NumPy generator per item)."""
+    state = _splitmix64((seed << 32) ^ index)
+    out = []
+    for _ in range(count):
+        state = _splitmix64(state)
+        out.append((state >> 11) * 2.0**-53)
+    return out
+
+
+def _to_tensor(image: np.ndarray) -> torch.Tensor:
+    """``[H, W, 3]`` uint8 → ``[3, H, W]`` float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)  # [3, H, W]
+
+
+class EmbeddedCrops(Dataset):
+    """Random square crops of a few large images; item ``i`` is a pure function of ``(seed, i)``.
+
+    The crop of item ``i`` is drawn from uniforms hashed from ``(seed, i)`` (SplitMix64): first the image, with probability
+    proportional to its area (so every pixel position is about equally likely), then a uniform top-left corner.
+    Workers, restarts and resumed runs therefore see the same crop for the same index.
+
+    Args:
+        images: ``[H, W, 3]`` uint8 arrays, each at least ``crop_size`` on both sides.
+        crop_size: Side ``S`` of the crops, pixels.
+        seed: Non-negative seed of the crops.
+        length: Number of items (crops are drawn afresh per index, so this only sets the epoch size).
+
+    Raises:
+        ValueError: If ``images`` is empty, an image is not ``[H, W, 3]`` uint8, or one is smaller than ``crop_size``.
+    """
+
+    def __init__(self, images: list[np.ndarray], crop_size: int, seed: int, length: int = 2**20) -> None:
+        if not images:
+            raise ValueError("EmbeddedCrops needs at least one image")
+        if crop_size < 1 or length < 0 or seed < 0:
+            raise ValueError(f"need crop_size >= 1, length >= 0, seed >= 0; got {crop_size}, {length}, {seed}")
+        for k, image in enumerate(images):
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ValueError(f"image {k} must be [H, W, 3] uint8, got {image.shape} {image.dtype}")
+            if min(image.shape[:2]) < crop_size:
+                raise ValueError(f"image {k} of size {image.shape[:2]} is smaller than crop_size={crop_size}")
+        self.images = list(images)
+        self.crop_size = crop_size
+        self.seed = seed
+        self.length = length
+        areas = np.array([image.shape[0] * image.shape[1] for image in images], dtype=np.float64)
+        self._cdf = np.cumsum(areas / areas.sum())  # [number of images]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        """Returns ``(x, -1)`` with ``x`` the crop of item ``i``, ``[3, S, S]`` float32 in [0, 1]."""
+        if not 0 <= i < self.length:
+            raise IndexError(f"index {i} out of range for {self.length} crops")
+        u_image, u_top, u_left = _uniforms(self.seed, i)
+        image = self.images[min(int(np.searchsorted(self._cdf, u_image, side="right")), len(self.images) - 1)]
+        s = self.crop_size
+        top = int(u_top * (image.shape[0] - s + 1))
+        left = int(u_left * (image.shape[1] - s + 1))
+        return _to_tensor(image[top : top + s, left : left + s]), -1  # [3, S, S]
+
+
+def fixed_crops(images: list[np.ndarray], crop_size: int, count: int, seed: int) -> torch.Tensor:
+    """The first ``count`` crops of ``EmbeddedCrops(images, crop_size, seed)``, a fixed evaluation set.
+
+    Returns:
+        ``[count, 3, S, S]`` float32 in [0, 1].
+    """
+    crops = EmbeddedCrops(images, crop_size, seed, length=count)
+    if count == 0:
+        return torch.empty(0, 3, crop_size, crop_size)
+    return torch.stack([crops[i][0] for i in range(count)])  # [N, 3, S, S]
+
+
+class TensorImages(Dataset):
+    """Images held in memory as one tensor.
+
+    Args:
+        images: ``[N, 3, H, W]`` float in [0, 1].
+        labels: ``[N]`` long; ``None`` gives ``-1`` for every item.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+        if images.ndim != 4:
+            raise ValueError(f"images must be [N, C, H, W], got shape {tuple(images.shape)}")
+        if labels is None:
+            labels = torch.full((images.shape[0],), -1, dtype=torch.long)
+        if labels.shape != (images.shape[0],):
+            raise ValueError(f"labels must be [{images.shape[0]}], got shape {tuple(labels.shape)}")
+        self.images = images
+        self.labels = labels.long()
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        """Returns ``(x, y)``, ``x`` ``[3, H, W]``, ``y`` an int."""
+        return self.images[i], int(self.labels[i])
+
+
+class _MalformedCifarFile(ValueError):
+    """A CIFAR-10 file that does not hold what the format says; the message names the file."""
+
+
+class _CIFAR10Files(datasets.CIFAR10):
+    """``torchvision.datasets.CIFAR10`` that checks files exist instead of their md5 checksums.
+
+    Deviation from torchvision, on purpose: re-packed copies of the dataset and small test fixtures laid out like the
+    real one load too. Missing files raise ``FileNotFoundError`` naming the file; a batch that does not unpickle to
+    the expected dict raises ``ValueError`` naming the file. The files are pickles: only read copies you trust.
+    """
+
+    def _path(self, filename: str) -> str:
+        return os.path.join(self.root, self.base_folder, filename)
+
+    def _check_integrity(self) -> bool:
+        for filename, _md5 in self.train_list + self.test_list + [[self.meta["filename"], None]]:
+            if not os.path.isfile(self._path(filename)):
+                raise FileNotFoundError(f"CIFAR-10 file {self._path(filename)} is missing; expected {CIFAR10_LAYOUT}")
+        return True
+
+    def _load_meta(self) -> None:
+        path = self._path(self.meta["filename"])
+        try:
+            with open(path, "rb") as f:
+                self.classes = list(pickle.load(f, encoding="latin1")[self.meta["key"]])
+        except Exception as e:  # unpickling of arbitrary bytes fails in many ways
+            raise _MalformedCifarFile(f"malformed CIFAR-10 file {path}: {type(e).__name__}: {e}") from e
+        self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
+
+
+def _check_cifar_batch(path: str) -> None:
+    """Raises ``ValueError`` naming ``path`` unless it unpickles to ``{"data": [n, 3072] uint8, "labels": [n]}``."""
+    try:
+        with open(path, "rb") as f:
+            entry = pickle.load(f, encoding="latin1")
+        data, labels = entry["data"], entry["labels"]
+    except Exception as e:  # unpickling of arbitrary bytes fails in many ways
+        raise _MalformedCifarFile(f"malformed CIFAR-10 file {path}: {type(e).__name__}: {e}") from e
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise _MalformedCifarFile(f"malformed CIFAR-10 file {path}: 'data' must be [n, 3072] uint8")
+    if len(labels) != data.shape[0]:
+        raise _MalformedCifarFile(f"malformed CIFAR-10 file {path}: {len(labels)} labels for {data.shape[0]} images")
+
+
+def cifar10(root: str, train: bool) -> Dataset:
+    """CIFAR-10 (python-pickle version) under ``root``.
+
+    Args:
+        root: Folder holding ``cifar-10-batches-py``.
+        train: The 50,000 training images if true, else the 10,000 test images.
+
+    Returns:
+        Dataset of ``(x, label)``, ``x`` ``[3, 32, 32]`` float32 in [0, 1], ``label`` an int in [0, 10).
+
+    Raises:
+        FileNotFoundError: If a file of the layout is missing (the message names it and the expected layout).
+        ValueError: If a batch file is malformed (the message names it).
+    """
+    try:
+        dataset = _CIFAR10Files(root, train=train, download=False, transform=transforms.ToTensor())
+    except (FileNotFoundError, _MalformedCifarFile):
+        raise
+    except Exception as e:  # torchvision's reading of a batch failed (unpickling, keys, reshape): find which batch
+        for filename, _md5 in datasets.CIFAR10.train_list if train else datasets.CIFAR10.test_list:
+            _check_cifar_batch(os.path.join(root, datasets.CIFAR10.base_folder, filename))
+        raise ValueError(f"malformed CIFAR-10 data under {root}: {type(e).__name__}: {e}") from e
+    if len(dataset.data) != len(dataset.targets):  # a batch of the wrong width can still reshape to [N, 32, 32, 3]
+        for filename, _md5 in dataset.train_list if train else dataset.test_list:
+            _check_cifar_batch(dataset._path(filename))
+    return dataset
+
+
+def _load_rgb(path: str) -> Image.Image:
+    """``ImageFolder`` loader: the image at ``path`` as RGB; ``ValueError`` naming ``path`` if it cannot be read."""
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")  # convert() loads the pixels, so a truncated file fails here
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ValueError(f"cannot read image {path}: {e}") from e
+
+
+def image_folder(root: str, split: str, image_size: int) -> Dataset:
+    """Images in the ImageNet layout ``root/<split>/<class_name>/<image>``, read with ``torchvision``'s ``ImageFolder``.
+
+    Each image is converted to RGB, resized so its shorter side is ``image_size`` and center-cropped to a square.
+
+    Args:
+        root: Dataset folder.
+        split: Sub-folder, ``"train"`` or ``"val"``.
+        image_size: Side of the output images, pixels.
+
+    Returns:
+        Dataset of ``(x, label)``, ``x`` ``[3, image_size, image_size]`` float32 in [0, 1], ``label`` the index of
+        the class folder in sorted order. Reading an unreadable file raises ``ValueError`` naming it.
+
+    Raises:
+        FileNotFoundError: If ``root/<split>`` is missing or holds no class folder with images.
+    """
+    split_dir = os.path.join(root, split)
+    if not os.path.isdir(split_dir):
+        raise FileNotFoundError(f"image folder {split_dir} does not exist; expected {FOLDER_LAYOUT}")
+    transform = transforms.Compose(
+        [transforms.Resize(image_size), transforms.CenterCrop(image_size), transforms.ToTensor()]
+    )
+    try:
+        return datasets.ImageFolder(split_dir, transform=transform, loader=_load_rgb)
+    except FileNotFoundError as e:  # no class folders, or a class folder without images
+        raise FileNotFoundError(f"no images found in {split_dir} ({e}); expected {FOLDER_LAYOUT}") from e
+
+
+def _embedded_datasets(cfg: ImageDataConfig, seed: int) -> tuple[Dataset, Dataset]:
+    train = EmbeddedCrops([image for _, image in embedded_images("train")], cfg.crop_size, seed)
+    val_images = [image for _, image in embedded_images("val")]
+    return train, TensorImages(fixed_crops(val_images, cfg.crop_size, cfg.val_crops, seed=VAL_SEED))
+
+
+def _cifar10_datasets(cfg: ImageDataConfig, seed: int) -> tuple[Dataset, Dataset]:
+    return cifar10(cfg.root, train=True), cifar10(cfg.root, train=False)
+
+
+def _folder_datasets(cfg: ImageDataConfig, seed: int) -> tuple[Dataset, Dataset]:
+    return image_folder(cfg.root, "train", cfg.image_size), image_folder(cfg.root, "val", cfg.image_size)
+
+
+_BUILDERS = {"embedded": _embedded_datasets, "cifar10": _cifar10_datasets, "folder": _folder_datasets}
+_NEEDS_ROOT = ("cifar10", "folder")
+
+
+def build_image_datasets(cfg: ImageDataConfig, seed: int) -> tuple[Dataset, Dataset]:
+    """The (train, val) datasets that ``cfg.source`` names.
+
+    ``embedded``: random crops of the training images seeded by ``seed``, and ``cfg.val_crops`` fixed crops of the
+    held-out images seeded by ``VAL_SEED``. ``cifar10``: the train and test splits. ``folder``: ``train`` and ``val``.
+
+    Raises:
+        ValueError: For an unknown source, or an empty ``cfg.root`` where the source reads files.
+    """
+    if cfg.source not in _BUILDERS:
+        raise ValueError(f"unknown data.source {cfg.source!r}; known sources: {', '.join(_BUILDERS)}")
+    if cfg.source in _NEEDS_ROOT and not cfg.root:
+        raise ValueError(f"data.root must be set for data.source={cfg.source!r}")
+    return _BUILDERS[cfg.source](cfg, seed)
+
+
+def data_variance(dataset: Dataset, max_items: int = 4096) -> float:
+    """Variance of all pixel values of the first ``max_items`` items (the normaliser of the NMSE).
+
+    Per-item statistics are merged with Chan et al.'s pairwise formula, in float64, so memory stays one item.
+
+    Returns:
+        The population variance (``ddof=0``) over every value of every ``x`` of ``dataset[0:max_items]``.
+
+    Raises:
+        ValueError: If no item is read.
+    """
+    count, mean, m2 = 0, 0.0, 0.0
+    for i in range(min(len(dataset), max_items)):
+        x: Any = dataset[i][0]
+        x = torch.as_tensor(x, dtype=torch.float64).flatten()
+        n_b = x.numel()
+        if n_b == 0:
+            continue
+        mean_b = x.mean().item()
+        m2_b = ((x - mean_b) ** 2).sum().item()
+        total = count + n_b
+        delta = mean_b - mean
+        mean += delta * n_b / total
+        m2 += m2_b + delta**2 * count * n_b / total
+        count = total
+    if count == 0:
+        raise ValueError("data_variance needs at least one item")
+    return m2 / count

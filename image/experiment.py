@@ -1,0 +1,111 @@
+"""The image experiment: train the VQ-VAE, evaluate on held-out images, log everything to MLflow.
+
+``python experiments/run.py image [--config FILE] [--resume] [key=value ...]`` lands in :func:`main`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from core.config import load_config, to_dict
+from core.metrics import CodebookUsage, nmse, psnr
+from core.trainer import Trainer, seed_everything
+from image.config import ImageConfig
+from image.data import build_image_datasets, data_variance
+from image.model import ImageVQVAE
+
+EVAL_BATCH = 256
+GRID_IMAGES = 16
+
+
+class ImageVQVAETrainer(Trainer):
+    """Stage "vqvae": trains :class:`ImageVQVAE` and evaluates MSE, NMSE, PSNR and codebook health on the
+    held-out split."""
+
+    def __init__(self, cfg: ImageConfig, train_dataset, val_dataset, variance: float):
+        self.image_cfg = cfg
+        self.val_dataset = val_dataset
+        self.variance = variance
+        self.num_workers = cfg.data.num_workers
+        seed_everything(cfg.train.seed)  # the initial weights are part of the run's seeded state
+        model = ImageVQVAE(cfg.model, cfg.quantizer, data_variance=variance)
+        super().__init__(model, train_dataset, cfg.train, cfg.tracking, to_dict(cfg), name="vqvae")
+
+    def extra_params(self) -> dict[str, Any]:
+        x, _ = self.val_dataset[0]
+        return {"derived.data_variance": self.variance, "derived.image_shape": tuple(x.shape),
+                "derived.latent_shape": self.model.latent_shape(x.shape[1], x.shape[2]),
+                "derived.train_items": len(self.train_dataset), "derived.val_items": len(self.val_dataset)}
+
+    def compute_loss(self, batch) -> dict[str, torch.Tensor]:
+        x, _ = batch
+        out = self.model(x)
+        terms = {k: v.detach() for k, v in out.quantizer.terms().items() if k != "loss"}
+        return {"loss": out.loss, "recon_loss": out.recon_loss.detach(),
+                "quantizer_loss": out.quantizer.loss.detach(), **terms}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        usage = CodebookUsage(self.model.quantizer.codebook_size, self.model.quantizer.num_codebooks)
+        total_mse = total_psnr = 0.0
+        count = 0
+        for x, _ in DataLoader(self.val_dataset, batch_size=EVAL_BATCH, num_workers=self.num_workers):
+            x = x.to(self.device)
+            out = self.model(x)
+            x_hat = out.x_hat.clamp(0, 1)
+            n = x.shape[0]
+            total_mse += float((x_hat - x).square().mean()) * n
+            total_psnr += float(psnr(x, x_hat)) * n
+            usage.update(out.quantizer.indices)
+            count += n
+        mse = total_mse / max(count, 1)
+        return {"mse": mse, "nmse": float(nmse(torch.zeros(1), torch.tensor([mse**0.5]), self.variance)),
+                "psnr": total_psnr / max(count, 1), **usage.summary()}
+
+    @torch.no_grad()
+    def log_media(self, step: int) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from torchvision.utils import make_grid
+
+        self.model.eval()
+        x = torch.stack([self.val_dataset[i][0] for i in range(min(GRID_IMAGES, len(self.val_dataset)))])
+        x_hat = self.model(x.to(self.device)).x_hat.clamp(0, 1).cpu()
+        grid = make_grid(torch.cat([x, x_hat]), nrow=len(x), padding=2, pad_value=1.0)  # originals above
+        image = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        self.tracker.log_image(image, f"reconstructions/step_{step:07d}.png")
+
+        usage = CodebookUsage(self.model.quantizer.codebook_size, self.model.quantizer.num_codebooks)
+        for xb, _ in DataLoader(self.val_dataset, batch_size=EVAL_BATCH):
+            usage.update(self.model.encode(xb.to(self.device)))
+        counts = np.sort(usage.counts.sum(0).numpy())[::-1]
+        fig, ax = plt.subplots(figsize=(8, 3))
+        ax.bar(np.arange(len(counts)), counts, width=1.0)
+        ax.set_xlabel("code (sorted by use)")
+        ax.set_ylabel("assignments on the held-out split")
+        ax.set_title(f"codebook usage {usage.codebook_usage:.1%}, perplexity {usage.perplexity:.1f}")
+        fig.tight_layout()
+        self.tracker.log_figure(fig, f"codebook_usage/step_{step:07d}.png")
+        plt.close(fig)
+        self.model.train()
+
+
+def main(config_path: str | Path, overrides: list[str], resume: bool = False) -> dict[str, float]:
+    """Run the image experiment; returns the final held-out metrics."""
+    cfg = load_config(ImageConfig, config_path, overrides)
+    train_ds, val_ds = build_image_datasets(cfg.data, cfg.train.seed)
+    variance = data_variance(train_ds)
+    trainer = ImageVQVAETrainer(cfg, train_ds, val_ds, variance)
+    metrics = trainer.fit(resume=resume)
+    print("\nheld-out metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    print(f"checkpoint: {trainer.checkpoint_path}")
+    if trainer.tracker:
+        print(f"MLflow UI: {trainer.tracker.ui_command()}")
+    return metrics

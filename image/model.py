@@ -1,0 +1,179 @@
+"""The paper's image VQ-VAE (sec. 4.1): strided-convolution encoder, residual blocks, any core quantizer.
+
+Axis legend: B batch, C image channels, H W image height/width, h w latent height/width, D code dim,
+G codebooks per latent.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from core.config import QuantizerConfig
+from core.quantize import QuantizerOutput, build_quantizer
+from image.config import ImageModelConfig
+
+
+class ResidualBlock(nn.Module):
+    """``x + conv1×1(ReLU(conv3×3(ReLU(x))))`` (paper sec. 4.1).
+
+    The first ReLU is not in place: an in-place ReLU here would overwrite ``x`` and break the skip connection.
+    """
+
+    def __init__(self, channels: int, hidden: int):
+        super().__init__()
+        self.conv3 = nn.Conv2d(channels, hidden, 3, padding=1)
+        self.conv1 = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv1(F.relu(self.conv3(F.relu(x))))
+
+
+class Encoder(nn.Module):
+    """``[B, C, H, W]`` → ``[B, hidden, H / 2^n, W / 2^n]``: n strided 4×4 convolutions, a 3×3 convolution,
+    residual blocks and a final ReLU."""
+
+    def __init__(self, cfg: ImageModelConfig):
+        super().__init__()
+        h, n = cfg.hidden_channels, cfg.num_downsamples
+        layers: list[nn.Module] = []
+        channels = cfg.in_channels
+        for i in range(n):
+            out = h // 2 if (n > 1 and i < n - 1) else h
+            layers += [nn.Conv2d(channels, out, 4, stride=2, padding=1), nn.ReLU()]
+            channels = out
+        layers.append(nn.Conv2d(channels, h, 3, padding=1))
+        layers += [ResidualBlock(h, cfg.residual_channels) for _ in range(cfg.num_residual_blocks)]
+        layers.append(nn.ReLU())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Decoder(nn.Module):
+    """``[B, hidden, h, w]`` → ``[B, C, h·2^n, w·2^n]``: residual blocks, a ReLU, n strided 4×4 transposed
+    convolutions."""
+
+    def __init__(self, cfg: ImageModelConfig):
+        super().__init__()
+        h, n = cfg.hidden_channels, cfg.num_downsamples
+        layers: list[nn.Module] = [ResidualBlock(h, cfg.residual_channels) for _ in range(cfg.num_residual_blocks)]
+        layers.append(nn.ReLU())
+        channels = h
+        for i in range(n):
+            last = i == n - 1
+            out = cfg.in_channels if last else h // 2
+            layers.append(nn.ConvTranspose2d(channels, out, 4, stride=2, padding=1))
+            if not last:
+                layers.append(nn.ReLU())
+            channels = out
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@dataclass
+class ImageVQVAEOutput:
+    """Output of :meth:`ImageVQVAE.forward`."""
+
+    x_hat: torch.Tensor  # [B, C, H, W] reconstruction in [0, 1] units (not clamped)
+    loss: torch.Tensor  # [] training objective
+    recon_loss: torch.Tensor  # [] mean squared error per sub-pixel, [0, 1] units
+    quantizer: QuantizerOutput  # z_q [B, h, w, G*D], indices [B, h, w] (or [B, h, w, G]), loss terms
+
+
+class ImageVQVAE(nn.Module):
+    """VQ-VAE for images with any core quantizer (``quantizer.kind``: vq, ema or sq).
+
+    Pixels are in [0, 1] at the interface and shifted to [−0.5, 0.5] inside (as in the reference implementation).
+    Objective per quantizer kind:
+
+    * vq / ema (paper eq. 3): ``MSE / data_variance + quantizer.loss`` — the reconstruction term is the MSE
+      normalised by the data variance (the sonnet example's NMSE), which sets its weight against β;
+    * sq (SQ-VAE eq. 10, Gaussian decoder with its variance at the maximum-likelihood value, as in the reference
+      implementation): ``½ log MSE + quantizer.loss · (h·w) / (C·H·W)``, i.e. the negative ELBO per sub-pixel.
+
+    Args:
+        model_cfg: encoder/decoder sizes.
+        quantizer_cfg: which core quantizer and its settings.
+        data_variance: variance of the training pixels in [0, 1] units (for the NMSE term).
+
+    Shapes:
+        ``forward(x: [B, C, H, W]) -> ImageVQVAEOutput``; ``encode(x) -> indices [B, h, w]`` (``[B, h, w, G]``
+        with G codebooks); ``decode(indices) -> x_hat [B, C, H, W]``. H and W must be divisible by 2^n.
+    """
+
+    def __init__(self, model_cfg: ImageModelConfig, quantizer_cfg: QuantizerConfig, data_variance: float = 1.0):
+        super().__init__()
+        if data_variance <= 0:
+            raise ValueError(f"data_variance must be positive, got {data_variance}")
+        self.cfg = model_cfg
+        self.quantizer_cfg = quantizer_cfg
+        self.data_variance = float(data_variance)
+        self.encoder = Encoder(model_cfg)
+        self.quantizer = build_quantizer(quantizer_cfg.kind, **quantizer_cfg.build_kwargs())
+        code_channels = self.quantizer.input_dim  # G·D
+        self.elementwise_variance = quantizer_cfg.kind == "sq" and quantizer_cfg.variance == "elementwise"
+        head = 2 * code_channels if self.elementwise_variance else code_channels
+        self.pre_quantize = nn.Conv2d(model_cfg.hidden_channels, head, 1)  # into the code space
+        self.post_quantize = nn.Conv2d(code_channels, model_cfg.hidden_channels, 1)  # out of the code space
+        self.decoder = Decoder(model_cfg)
+
+    @property
+    def downsampling(self) -> int:
+        """Factor between image and latent side: 2^num_downsamples."""
+        return 2 ** self.cfg.num_downsamples
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        f = self.downsampling
+        if x.dim() != 4 or x.shape[1] != self.cfg.in_channels or x.shape[2] % f or x.shape[3] % f:
+            raise ValueError(f"x must have shape [B, {self.cfg.in_channels}, H, W] with H and W divisible by {f}, "
+                             f"got {tuple(x.shape)}")
+
+    def _quantize(self, x: torch.Tensor) -> QuantizerOutput:
+        self._check_input(x)
+        head = self.pre_quantize(self.encoder(x - 0.5))  # [B, G*D (×2), h, w]
+        head = rearrange(head, "b d h w -> b h w d")  # [B, h, w, G*D (×2)]
+        if self.elementwise_variance:
+            z_e, log_var = head.chunk(2, dim=-1)
+            return self.quantizer(z_e, log_var)
+        return self.quantizer(head)
+
+    def _decode_latents(self, z_q: torch.Tensor) -> torch.Tensor:
+        z_q = rearrange(z_q, "b h w d -> b d h w")  # [B, G*D, h, w]
+        return self.decoder(self.post_quantize(z_q)) + 0.5  # [B, C, H, W]
+
+    def forward(self, x: torch.Tensor) -> ImageVQVAEOutput:
+        """Encode, quantize, decode and compute the objective (see the class docstring)."""
+        q = self._quantize(x)
+        x_hat = self._decode_latents(q.z_q)
+        mse = F.mse_loss(x_hat, x)
+        if self.quantizer_cfg.kind == "sq":
+            latents_per_dim = q.indices.shape[1] * q.indices.shape[2] / (x.shape[1] * x.shape[2] * x.shape[3])
+            loss = 0.5 * torch.log(mse.clamp_min(1e-12)) + q.loss * latents_per_dim
+        else:
+            loss = mse / self.data_variance + q.loss
+        return ImageVQVAEOutput(x_hat=x_hat, loss=loss, recon_loss=mse, quantizer=q)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Code indices of ``x: [B, C, H, W]`` → ``[B, h, w]`` (``[B, h, w, G]``); deterministic in eval mode."""
+        return self._quantize(x).indices
+
+    @torch.no_grad()
+    def decode(self, indices: torch.Tensor) -> torch.Tensor:
+        """Reconstruction ``[B, C, H, W]`` from code indices ``[B, h, w]`` (``[B, h, w, G]``)."""
+        return self._decode_latents(self.quantizer.lookup(indices))
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, ...]:
+        """Shape of the index grid of one ``height × width`` image: ``(h, w)`` or ``(h, w, G)``."""
+        h, w = height // self.downsampling, width // self.downsampling
+        g = self.quantizer.num_codebooks
+        return (h, w) if g == 1 else (h, w, g)

@@ -1,0 +1,59 @@
+"""Atomic, strict checkpoints with RNG states."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from core.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+
+
+def _model():
+    return torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+
+
+def test_round_trip_restores_model_optimizer_step_config_and_rng(tmp_path):
+    model = _model()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(torch.randn(5, 3)).sum().backward()
+    opt.step()
+    path = save_checkpoint(tmp_path / "ck.pt", model=model, optimizer=opt, step=11, config={"a": 1}, note="x")
+    expected = (torch.rand(3), np.random.rand(), random.random())
+
+    other = _model()
+    other_opt = torch.optim.Adam(other.parameters(), lr=1e-3)
+    payload = load_checkpoint(path, other, other_opt)
+    assert payload["step"] == 11 and payload["config"] == {"a": 1} and payload["note"] == "x"
+    for a, b in zip(model.state_dict().values(), other.state_dict().values()):
+        assert torch.equal(a, b)
+    assert torch.equal(other_opt.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+    assert torch.equal(torch.rand(3), expected[0])
+    assert np.random.rand() == expected[1] and random.random() == expected[2]
+
+
+def test_no_temporary_file_is_left_and_a_failed_save_keeps_the_previous_checkpoint(tmp_path):
+    model = _model()
+    path = save_checkpoint(tmp_path / "ck.pt", model=model, optimizer=None, step=1, config={})
+    with pytest.raises(Exception):
+        save_checkpoint(path, model=model, optimizer=None, step=2, config={}, bad=lambda: None)  # unpicklable
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.pt"]
+    assert read_checkpoint(path)["step"] == 1
+
+
+def test_loading_is_strict(tmp_path):
+    path = save_checkpoint(tmp_path / "ck.pt", model=_model(), optimizer=None, step=0, config={})
+    with pytest.raises(RuntimeError):
+        load_checkpoint(path, torch.nn.Linear(3, 4))
+
+
+def test_missing_and_foreign_files_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        read_checkpoint(tmp_path / "nope.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        read_checkpoint(junk)
+    torch.save({"weights": 1}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match="not a checkpoint of this suite"):
+        read_checkpoint(tmp_path / "foreign.pt")

@@ -1,0 +1,79 @@
+"""Typed YAML configs with dotted overrides."""
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from core.config import ConfigError, QuantizerConfig, TrainConfig, apply_overrides, flatten, from_dict, load_config, \
+    to_dict
+
+
+@dataclass
+class Inner:
+    rate: float = 0.5
+    names: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Outer:
+    inner: Inner = field(default_factory=Inner)
+    steps: int = 3
+    flag: bool = False
+    label: str = "x"
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_yaml_and_dotted_overrides_build_typed_dataclasses(tmp_path):
+    path = _write(tmp_path, "inner:\n  rate: 2\n  names: [a, b]\nsteps: 7\n")
+    cfg = load_config(Outer, path, ["inner.rate=1e-4", "flag=true", "label=hello world"])
+    assert cfg.inner.rate == pytest.approx(1e-4) and isinstance(cfg.inner.rate, float)
+    assert cfg.inner.names == ["a", "b"] and cfg.steps == 7 and cfg.flag is True and cfg.label == "hello world"
+
+
+def test_defaults_without_a_file():
+    assert load_config(Outer) == Outer()
+
+
+@pytest.mark.parametrize("override, key", [("inner.rte=1", "inner.rte"), ("stps=1", "stps")])
+def test_unknown_key_is_an_error_naming_it(override, key):
+    with pytest.raises(ConfigError, match=f"unknown config key {key}"):
+        load_config(Outer, None, [override])
+
+
+@pytest.mark.parametrize("override, key", [("steps=abc", "steps"), ("steps=1.5", "steps"), ("flag=1", "flag"),
+                                           ("inner.rate=fast", "inner.rate"), ("inner=3", "inner")])
+def test_wrong_type_is_an_error_naming_the_key(override, key):
+    with pytest.raises(ConfigError, match=f"^{key}: expected"):
+        load_config(Outer, None, [override])
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_config(Outer, tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(Outer, _write(tmp_path, "inner: [unclosed\n"))
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(Outer, _write(tmp_path, "- 1\n- 2\n"))
+    with pytest.raises(ConfigError, match="key.subkey=value"):
+        apply_overrides({}, ["steps"])
+
+
+def test_round_trip_and_flatten():
+    cfg = Outer(inner=Inner(rate=0.1, names=["z"]), steps=9)
+    assert from_dict(Outer, to_dict(cfg)) == cfg
+    flat = flatten(cfg)
+    assert flat["inner.rate"] == 0.1 and flat["steps"] == 9 and "inner" not in flat
+
+
+def test_quantizer_config_builds_the_selected_kind_only():
+    assert "decay" not in QuantizerConfig(kind="vq").build_kwargs()
+    assert QuantizerConfig(kind="ema").build_kwargs()["decay"] == 0.99
+    assert QuantizerConfig(kind="sq").build_kwargs()["variance"] == "shared"
+    with pytest.raises(ConfigError, match="known kinds"):
+        QuantizerConfig(kind="rvq").build_kwargs()
+    assert TrainConfig().lr == 2e-4

@@ -1,0 +1,100 @@
+"""The base training loop: checkpoints, tracking, exact resume, non-finite loss."""
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from torch.utils.data import TensorDataset
+
+from core.checkpoint import read_checkpoint
+from core.config import TrackingConfig, TrainConfig
+from core.trainer import NonFiniteLossError, Trainer, learning_rate
+
+
+class Regression(Trainer):
+    """Fits y = x·w with a tiny linear model; ``poison_at`` makes the loss NaN from that step on."""
+
+    poison_at = None
+
+    def compute_loss(self, batch):
+        x, y = batch
+        loss = (self.model(x) - y).square().mean()
+        if self.poison_at is not None and self.step + 1 >= self.poison_at:
+            loss = loss * float("nan")
+        return {"loss": loss}
+
+    @torch.no_grad()
+    def evaluate(self):
+        x, y = self.train_dataset.tensors
+        return {"mse": float((self.model(x) - y).square().mean())}
+
+
+def _dataset():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 3, generator=g)
+    return TensorDataset(x, x @ torch.tensor([[1.0], [-2.0], [0.5]]))
+
+
+def _trainer(tmp_path, steps=12, **kw):
+    cfg = TrainConfig(steps=steps, batch_size=8, lr=0.05, eval_every=4, log_every=2, checkpoint_every=4, seed=1,
+                      device="cpu", output_dir=str(tmp_path / "out"), **kw)
+    tracking = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment_name="t")
+    torch.manual_seed(123)
+    return Regression(torch.nn.Linear(3, 1), _dataset(), cfg, tracking, config={"train": {"steps": steps}})
+
+
+def test_fit_trains_checkpoints_and_tracks(tmp_path):
+    trainer = _trainer(tmp_path)
+    before = trainer.evaluate()["mse"]
+    metrics = trainer.fit()
+    assert metrics["mse"] < 0.5 * before
+    payload = read_checkpoint(trainer.checkpoint_path)
+    assert payload["step"] == 12 and payload["mlflow_run_id"] == trainer.tracker.run_id
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.get_run(trainer.tracker.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.steps"] == "12" and "git_commit" in run.data.params
+    history = client.get_metric_history(run.info.run_id, "train/loss")
+    assert [m.step for m in history] == [2, 4, 6, 8, 10, 12]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/mse")] == [4, 8, 12]
+
+
+def test_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path):
+    full = _trainer(tmp_path / "a")
+    full.fit()
+
+    part = _trainer(tmp_path / "b", steps=8)  # "killed" after the step-8 checkpoint
+    part.fit()
+    resumed = _trainer(tmp_path / "b", steps=12)
+    with torch.no_grad():  # the resumed process starts from other weights; the checkpoint must win
+        resumed.model.weight.fill_(7.0)
+    resumed.fit(resume=True)
+    assert resumed.step == 12
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert resumed.tracker.run_id == part.tracker.run_id
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        _trainer(tmp_path).fit(resume=True)
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    trainer = _trainer(tmp_path)
+    trainer.poison_at = 6
+    with pytest.raises(NonFiniteLossError, match="step 6.*last good checkpoint"):
+        trainer.fit()
+    assert read_checkpoint(trainer.checkpoint_path)["step"] == 4
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert client.get_run(trainer.tracker.run_id).info.status == "FAILED"
+
+
+def test_learning_rate_schedule_is_a_pure_function_of_the_step():
+    assert learning_rate(0, 1e-3, 0) == 1e-3
+    assert learning_rate(0, 1e-3, 4) == pytest.approx(2.5e-4)
+    assert learning_rate(3, 1e-3, 4) == learning_rate(100, 1e-3, 4) == 1e-3
+    assert learning_rate(0, 1e-3, schedule="cosine", total_steps=10) == 1e-3
+    assert learning_rate(5, 1e-3, schedule="cosine", total_steps=10) == pytest.approx(5e-4)
+    assert learning_rate(10, 1e-3, schedule="cosine", total_steps=10) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        learning_rate(0, 1e-3, schedule="step")

@@ -1,0 +1,81 @@
+"""``experiments/run.py image`` end to end on the embedded images, configs, resume, and CLI errors."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from core.checkpoint import read_checkpoint
+from core.config import ConfigError, load_config
+from experiments import run
+from image.config import ImageConfig
+from image.experiment import ImageVQVAETrainer
+from image.model import ImageVQVAE
+
+CONFIGS = Path(run.__file__).resolve().parent / "configs"
+FAST = ["data.val_crops=64", "model.hidden_channels=16", "model.residual_channels=8", "quantizer.codebook_size=32",
+        "quantizer.code_dim=8", "quantizer.restart_every=2", "train.batch_size=8", "train.eval_every=3",
+        "train.log_every=1", "train.checkpoint_every=3", "train.device=cpu"]
+
+
+def _args(tmp_path, *extra):
+    return ["image", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *FAST,
+            f"train.output_dir={tmp_path / 'out'}", *extra]
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*/*.yaml")), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_config_loads_and_builds(path):
+    if path.parent.name != "image":
+        pytest.skip("built by its own domain's tests")
+    cfg = load_config(ImageConfig, path)
+    model = ImageVQVAE(cfg.model, cfg.quantizer)
+    assert model.quantizer.codebook_size == cfg.quantizer.codebook_size
+
+
+def test_default_config_runs_end_to_end_into_tmp_path(tmp_path):
+    metrics = run.main(_args(tmp_path, "train.steps=6"))
+    assert {"mse", "nmse", "psnr", "perplexity", "codebook_usage", "dead_codes"} <= set(metrics)
+    ckpt = tmp_path / "out" / "vqvae" / "checkpoints" / "latest.pt"
+    payload = read_checkpoint(ckpt)
+    assert payload["step"] == 6 and payload["config"]["quantizer"]["codebook_size"] == 32
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    r = client.get_run(payload["mlflow_run_id"])
+    assert r.info.status == "FINISHED" and r.data.params["quantizer.kind"] == "vq"
+    assert {"train/loss", "train/recon_loss", "train/commitment_loss", "val/psnr", "val/perplexity"} <= set(r.data.metrics)
+    artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
+    assert {"reconstructions", "codebook_usage"} <= artifacts
+
+
+def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, monkeypatch):
+    run.main(_args(tmp_path / "a", "train.steps=6"))
+
+    original = ImageVQVAETrainer.compute_loss
+
+    def killed_at_step_5(self, batch):
+        if self.step == 4:  # after the step-3 checkpoint, during step 5
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setattr(ImageVQVAETrainer, "compute_loss", killed_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        run.main(_args(tmp_path / "b", "train.steps=6"))
+    monkeypatch.setattr(ImageVQVAETrainer, "compute_loss", original)
+    assert read_checkpoint(tmp_path / "b" / "out" / "vqvae" / "checkpoints" / "latest.pt")["step"] == 3
+    run.main(_args(tmp_path / "b", "train.steps=6") + ["--resume"])
+    a = read_checkpoint(tmp_path / "a" / "out" / "vqvae" / "checkpoints" / "latest.pt")["model"]
+    b = read_checkpoint(tmp_path / "b" / "out" / "vqvae" / "checkpoints" / "latest.pt")["model"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_cli_errors_name_the_problem(tmp_path):
+    with pytest.raises(SystemExit, match="known domains: image"):
+        run.main(["imagery"])
+    with pytest.raises(ConfigError, match="unknown config key quantizer.betta"):
+        run.main(_args(tmp_path, "quantizer.betta=0.5"))
+    with pytest.raises(ConfigError, match="train.steps: expected int"):
+        run.main(_args(tmp_path, "train.steps=many"))
+    with pytest.raises(ConfigError, match="known kinds"):
+        run.main(_args(tmp_path, "quantizer.kind=rvq"))
