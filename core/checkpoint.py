@@ -7,6 +7,7 @@ same folder, flushed, then renamed over the target, so a crash never leaves a tr
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import tempfile
@@ -86,3 +87,13 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
     if restore_rng and "rng" in payload:
         set_rng_state(payload["rng"])
     return payload
+
+
+def state_hash(module: torch.nn.Module) -> str:
+    """SHA-256 (first 16 hex digits) of a module's state dict: names, shapes, dtypes and values, in order."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()[:16]

@@ -123,6 +123,10 @@ class Trainer:
     def log_media(self, step: int) -> None:
         """Log images, audio or plots at the end of the run (rank 0 only)."""
 
+    def checkpoint_extra(self) -> dict[str, Any]:
+        """Entries stored in every checkpoint next to model, optimizer, step, config and RNG states."""
+        return {}
+
     def extra_params(self) -> dict[str, Any]:
         """Derived values to log as params next to the config (sizes, parameter counts, …)."""
         return {}
@@ -141,7 +145,7 @@ class Trainer:
         """Write the checkpoint of the current step (atomically)."""
         run_id = self.tracker.run_id if self.tracker else None
         return save_checkpoint(self.checkpoint_path, model=self.model, optimizer=self.optimizer, step=self.step,
-                               config=self.config, mlflow_run_id=run_id)
+                               config=self.config, mlflow_run_id=run_id, **self.checkpoint_extra())
 
     def _evaluate_and_log(self) -> dict[str, float]:
         self.model.eval()

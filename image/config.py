@@ -34,6 +34,23 @@ class ImageModelConfig:
     residual_channels: int = 256  # hidden units inside each residual block
     num_residual_blocks: int = 2
     num_downsamples: int = 2  # each halves H and W: 32×32 → 8×8, 128×128 → 32×32
+    likelihood: str = "gaussian"  # decoder p(x|z_q): "gaussian" (MSE; paper eq. 3) or "categorical" (256-way softmax)
+
+
+@dataclass
+class ImagePriorConfig:
+    """The second stage: a gated PixelCNN over the frozen VQ-VAE's codes (paper sec. 4.1–4.2)."""
+
+    vqvae_checkpoint: str = ""  # empty: this run's own VQ-VAE checkpoint
+    code_items: int = 50000  # training images whose codes are extracted (all of a finite dataset if larger)
+    channels: int = 64
+    num_layers: int = 8
+    kernel_size: int = 5
+    class_conditional: bool = True  # condition on the class label where the dataset has labels
+    samples: int = 32  # images sampled and decoded at the end
+    temperature: float = 1.0
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, batch_size=64, lr=1e-3, eval_every=500,
+                                                                   log_every=50, checkpoint_every=500))
 
 
 @dataclass
@@ -44,4 +61,5 @@ class ImageConfig:
     model: ImageModelConfig = field(default_factory=ImageModelConfig)
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    prior: ImagePriorConfig = field(default_factory=ImagePriorConfig)
     tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment_name="vqvae-image"))

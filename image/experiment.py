@@ -1,10 +1,12 @@
-"""The image experiment: train the VQ-VAE, evaluate on held-out images, log everything to MLflow.
+"""The image experiment: train the VQ-VAE, evaluate on held-out images, fit the prior, log everything to MLflow.
 
-``python experiments/run.py image [--config FILE] [--resume] [key=value ...]`` lands in :func:`main`.
+``python experiments/run.py image [--config FILE] [--stage all|vqvae|prior|sample] [--resume] [key=value ...]``
+lands in :func:`main`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +16,13 @@ from torch.utils.data import DataLoader
 
 from core.config import load_config, to_dict
 from core.metrics import CodebookUsage, nmse, psnr
-from core.trainer import Trainer, seed_everything
+from core.tracking import Tracker
+from core.trainer import Trainer, resolve_device, seed_everything
 from image.config import ImageConfig
 from image.data import build_image_datasets, data_variance
 from image.model import ImageVQVAE
+from image.prior_stage import (ImagePriorTrainer, cached_codes, fit_pixel_sigma, image_grid, load_frozen_vqvae,
+                               load_prior, sample_images)
 
 EVAL_BATCH = 256
 GRID_IMAGES = 16
@@ -97,15 +102,77 @@ class ImageVQVAETrainer(Trainer):
         self.model.train()
 
 
-def main(config_path: str | Path, overrides: list[str], resume: bool = False) -> dict[str, float]:
-    """Run the image experiment; returns the final held-out metrics."""
-    cfg = load_config(ImageConfig, config_path, overrides)
-    train_ds, val_ds = build_image_datasets(cfg.data, cfg.train.seed)
-    variance = data_variance(train_ds)
-    trainer = ImageVQVAETrainer(cfg, train_ds, val_ds, variance)
-    metrics = trainer.fit(resume=resume)
-    print("\nheld-out metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+STAGES = ("all", "vqvae", "prior", "sample")
+
+
+def _report(title: str, metrics: dict[str, float]) -> None:
+    print(f"\n{title}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+
+
+def run_vqvae(cfg: ImageConfig, train_ds, val_ds, resume: bool) -> dict[str, float]:
+    """Stage "vqvae": train and evaluate the VQ-VAE."""
+    trainer = ImageVQVAETrainer(cfg, train_ds, val_ds, data_variance(train_ds))
+    metrics = trainer.fit(resume=resume and trainer.checkpoint_path.exists())
+    _report("held-out metrics (vqvae)", metrics)
     print(f"checkpoint: {trainer.checkpoint_path}")
     if trainer.tracker:
         print(f"MLflow UI: {trainer.tracker.ui_command()}")
+    return metrics
+
+
+def _vqvae_checkpoint(cfg: ImageConfig) -> Path:
+    return Path(cfg.prior.vqvae_checkpoint or Path(cfg.train.output_dir) / "vqvae" / "checkpoints" / "latest.pt")
+
+
+def run_prior(cfg: ImageConfig, train_ds, val_ds, resume: bool) -> dict[str, float]:
+    """Stage "prior": codes of the frozen VQ-VAE (cached on disk), the PixelCNN fit, bits/dim and samples."""
+    device = resolve_device(cfg.train.device)
+    vqvae, _, vqvae_hash = load_frozen_vqvae(_vqvae_checkpoint(cfg), device)
+    cache = Path(cfg.train.output_dir) / "prior" / "codes"
+    train_codes, train_labels = cached_codes(cache / "train.pt", vqvae, vqvae_hash, train_ds, cfg.prior.code_items,
+                                             device)
+    val_codes, val_labels = cached_codes(cache / "val.pt", vqvae, vqvae_hash, val_ds, len(val_ds), device)
+    if not vqvae.categorical:
+        fit_pixel_sigma(vqvae, train_ds, 4096, device)
+    trainer = ImagePriorTrainer(cfg, vqvae, vqvae_hash, train_codes, train_labels, val_codes, val_labels, val_ds)
+    metrics = trainer.fit(resume=resume and trainer.checkpoint_path.exists())
+    metrics = {**metrics, **trainer.final_bits}
+    _report("held-out metrics (prior)", metrics)
+    print(f"checkpoint: {trainer.checkpoint_path}")
+    return metrics
+
+
+def run_sample(cfg: ImageConfig) -> dict[str, float]:
+    """Stage "sample": decode a grid of prior samples and log it as its own MLflow run."""
+    device = resolve_device(cfg.train.device)
+    vqvae, _, vqvae_hash = load_frozen_vqvae(_vqvae_checkpoint(cfg), device)
+    prior_path = Path(cfg.train.output_dir) / "prior" / "checkpoints" / "latest.pt"
+    prior, grid, num_classes = load_prior(prior_path, vqvae, vqvae_hash, device)
+    images, _ = sample_images(prior, vqvae, grid, cfg.prior.samples, num_classes, cfg.prior.temperature,
+                              cfg.train.seed, device)
+    tracker = Tracker(dataclasses.replace(cfg.tracking, run_name=cfg.tracking.run_name or "sample"))
+    tracker.log_params({"stage": "sample", "derived.vqvae_hash": vqvae_hash, "prior.temperature": cfg.prior.temperature,
+                        "prior.samples": cfg.prior.samples, "prior_checkpoint": str(prior_path)})
+    tracker.log_image(image_grid(images, nrow=8), "samples/samples.png")
+    tracker.end()
+    print(f"\nsampled {len(images)} images; MLflow UI: {tracker.ui_command()}")
+    return {"samples": float(len(images))}
+
+
+def main(config_path: str | Path, overrides: list[str], resume: bool = False, stage: str = "all") -> dict[str, float]:
+    """Run the image experiment's stages (``all`` = vqvae → prior, whose end logs samples and bits/dim).
+
+    Returns the metrics of the last stage run.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; known stages: {', '.join(STAGES)}")
+    cfg = load_config(ImageConfig, config_path, overrides)
+    if stage == "sample":
+        return run_sample(cfg)
+    train_ds, val_ds = build_image_datasets(cfg.data, cfg.train.seed)
+    metrics: dict[str, float] = {}
+    if stage in ("all", "vqvae"):
+        metrics = run_vqvae(cfg, train_ds, val_ds, resume)
+    if stage in ("all", "prior"):
+        metrics = {**metrics, **run_prior(cfg, train_ds, val_ds, resume)}
     return metrics

@@ -19,6 +19,26 @@ from core.quantize import QuantizerOutput, build_quantizer
 from image.config import ImageModelConfig
 
 
+LIKELIHOODS = ("gaussian", "categorical")
+PIXEL_LEVELS = 256
+
+
+def to_levels(x: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] → integer levels 0…255 (long)."""
+    return (x.clamp(0, 1) * (PIXEL_LEVELS - 1)).round().long()
+
+
+def discretized_gaussian_nll(levels: torch.Tensor, mean: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """−log P(level) in nats for a Gaussian N(mean, σ²) on the [0, 1] scale integrated over each level's bin
+    (width 1/255; the bins of levels 0 and 255 extend to ∓∞). Same shape as ``levels``."""
+    half = 0.5 / (PIXEL_LEVELS - 1)
+    centre = levels.to(mean.dtype) / (PIXEL_LEVELS - 1)
+    upper = torch.where(levels == PIXEL_LEVELS - 1, torch.full_like(mean, float("inf")), centre + half)
+    lower = torch.where(levels == 0, torch.full_like(mean, -float("inf")), centre - half)
+    prob = torch.special.ndtr((upper - mean) / sigma) - torch.special.ndtr((lower - mean) / sigma)
+    return -torch.log(prob.clamp_min(1e-12))
+
+
 class ResidualBlock(nn.Module):
     """``x + conv1×1(ReLU(conv3×3(ReLU(x))))`` (paper sec. 4.1).
 
@@ -57,10 +77,10 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """``[B, hidden, h, w]`` → ``[B, C, h·2^n, w·2^n]``: residual blocks, a ReLU, n strided 4×4 transposed
-    convolutions."""
+    """``[B, hidden, h, w]`` → ``[B, out_channels, h·2^n, w·2^n]``: residual blocks, a ReLU, n strided 4×4
+    transposed convolutions."""
 
-    def __init__(self, cfg: ImageModelConfig):
+    def __init__(self, cfg: ImageModelConfig, out_channels: int):
         super().__init__()
         h, n = cfg.hidden_channels, cfg.num_downsamples
         layers: list[nn.Module] = [ResidualBlock(h, cfg.residual_channels) for _ in range(cfg.num_residual_blocks)]
@@ -68,7 +88,7 @@ class Decoder(nn.Module):
         channels = h
         for i in range(n):
             last = i == n - 1
-            out = cfg.in_channels if last else h // 2
+            out = out_channels if last else h // 2
             layers.append(nn.ConvTranspose2d(channels, out, 4, stride=2, padding=1))
             if not last:
                 layers.append(nn.ReLU())
@@ -98,7 +118,9 @@ class ImageVQVAE(nn.Module):
     * vq / ema (paper eq. 3): ``MSE / data_variance + quantizer.loss`` — the reconstruction term is the MSE
       normalised by the data variance (the sonnet example's NMSE), which sets its weight against β;
     * sq (SQ-VAE eq. 10, Gaussian decoder with its variance at the maximum-likelihood value, as in the reference
-      implementation): ``½ log MSE + quantizer.loss · (h·w) / (C·H·W)``, i.e. the negative ELBO per sub-pixel.
+      implementation): ``½ log MSE + quantizer.loss · (h·w) / (C·H·W)``, i.e. the negative ELBO per sub-pixel;
+    * ``model.likelihood = "categorical"``: the reconstruction term is the cross-entropy of a 256-way softmax per
+      sub-pixel (nats per sub-pixel) instead, as needed for bits/dim (paper sec. 4.1).
 
     Args:
         model_cfg: encoder/decoder sizes.
@@ -116,7 +138,7 @@ class ImageVQVAE(nn.Module):
             raise ValueError(f"data_variance must be positive, got {data_variance}")
         self.cfg = model_cfg
         self.quantizer_cfg = quantizer_cfg
-        self.data_variance = float(data_variance)
+        self.register_buffer("data_variance", torch.tensor(float(data_variance)))
         self.encoder = Encoder(model_cfg)
         self.quantizer = build_quantizer(quantizer_cfg.kind, **quantizer_cfg.build_kwargs())
         code_channels = self.quantizer.input_dim  # G·D
@@ -124,7 +146,13 @@ class ImageVQVAE(nn.Module):
         head = 2 * code_channels if self.elementwise_variance else code_channels
         self.pre_quantize = nn.Conv2d(model_cfg.hidden_channels, head, 1)  # into the code space
         self.post_quantize = nn.Conv2d(code_channels, model_cfg.hidden_channels, 1)  # out of the code space
-        self.decoder = Decoder(model_cfg)
+        if model_cfg.likelihood not in LIKELIHOODS:
+            raise ValueError(f"model.likelihood must be one of {LIKELIHOODS}, got {model_cfg.likelihood!r}")
+        self.categorical = model_cfg.likelihood == "categorical"
+        self.decoder = Decoder(model_cfg, model_cfg.in_channels * (PIXEL_LEVELS if self.categorical else 1))
+        # σ of the discretized Gaussian p(x|z_q) used for bits/dim with the Gaussian decoder; set from the training
+        # split's MSE by the experiment (maximum likelihood), never from held-out data.
+        self.register_buffer("pixel_log_sigma", torch.tensor(0.0))
 
     @property
     def downsampling(self) -> int:
@@ -146,21 +174,54 @@ class ImageVQVAE(nn.Module):
             return self.quantizer(z_e, log_var)
         return self.quantizer(head)
 
+    def _decoder_output(self, z_q: torch.Tensor) -> torch.Tensor:
+        """``[B, h, w, G*D]`` → ``[B, C, H, W]`` means (Gaussian) or ``[B, 256, C, H, W]`` logits (categorical)."""
+        out = self.decoder(self.post_quantize(rearrange(z_q, "b h w d -> b d h w")))
+        if self.categorical:
+            return rearrange(out, "b (c k) h w -> b k c h w", k=PIXEL_LEVELS)  # [B, 256, C, H, W]
+        return out + 0.5  # [B, C, H, W]
+
+    def _mean(self, out: torch.Tensor) -> torch.Tensor:
+        """Reconstruction in [0, 1] units: the decoder mean (the expected level for the categorical decoder)."""
+        if not self.categorical:
+            return out
+        levels = torch.arange(PIXEL_LEVELS, device=out.device, dtype=out.dtype) / (PIXEL_LEVELS - 1)
+        return torch.einsum("bkchw,k->bchw", out.softmax(1), levels)
+
     def _decode_latents(self, z_q: torch.Tensor) -> torch.Tensor:
-        z_q = rearrange(z_q, "b h w d -> b d h w")  # [B, G*D, h, w]
-        return self.decoder(self.post_quantize(z_q)) + 0.5  # [B, C, H, W]
+        return self._mean(self._decoder_output(z_q))
 
     def forward(self, x: torch.Tensor) -> ImageVQVAEOutput:
         """Encode, quantize, decode and compute the objective (see the class docstring)."""
         q = self._quantize(x)
-        x_hat = self._decode_latents(q.z_q)
+        out = self._decoder_output(q.z_q)
+        x_hat = self._mean(out)
         mse = F.mse_loss(x_hat, x)
+        if self.categorical:
+            recon = F.cross_entropy(out, to_levels(x))  # nats per sub-pixel
+        elif self.quantizer_cfg.kind == "sq":
+            recon = 0.5 * torch.log(mse.clamp_min(1e-12))
+        else:
+            recon = mse / self.data_variance
         if self.quantizer_cfg.kind == "sq":
             latents_per_dim = q.indices.shape[1] * q.indices.shape[2] / (x.shape[1] * x.shape[2] * x.shape[3])
-            loss = 0.5 * torch.log(mse.clamp_min(1e-12)) + q.loss * latents_per_dim
+            loss = recon + q.loss * latents_per_dim
         else:
-            loss = mse / self.data_variance + q.loss
+            loss = recon + q.loss
         return ImageVQVAEOutput(x_hat=x_hat, loss=loss, recon_loss=mse, quantizer=q)
+
+    @torch.no_grad()
+    def reconstruction_nll(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """−log p(x | z_q) of 8-bit images in nats per image, summed over C·H·W sub-pixels: ``[B]``.
+
+        Categorical decoder: the 256-way softmax. Gaussian decoder: a Gaussian of standard deviation
+        ``exp(pixel_log_sigma)`` around the decoder mean, discretized to the 256 levels (edge levels take the tails).
+        """
+        out = self._decoder_output(self.quantizer.lookup(indices))
+        target = to_levels(x)  # [B, C, H, W]
+        if self.categorical:
+            return F.cross_entropy(out, target, reduction="none").flatten(1).sum(1)
+        return discretized_gaussian_nll(target, out, self.pixel_log_sigma.exp()).flatten(1).sum(1)
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,9 @@ from image.model import ImageVQVAE
 CONFIGS = Path(run.__file__).resolve().parent / "configs"
 FAST = ["data.val_crops=64", "model.hidden_channels=16", "model.residual_channels=8", "quantizer.codebook_size=32",
         "quantizer.code_dim=8", "quantizer.restart_every=2", "train.batch_size=8", "train.eval_every=3",
-        "train.log_every=1", "train.checkpoint_every=3", "train.device=cpu"]
+        "train.log_every=1", "train.checkpoint_every=3", "train.device=cpu", "prior.code_items=64",
+        "prior.channels=8", "prior.num_layers=2", "prior.samples=4", "prior.train.steps=4", "prior.train.batch_size=8",
+        "prior.train.eval_every=2", "prior.train.log_every=2"]
 
 
 def _args(tmp_path, *extra):
@@ -36,6 +38,7 @@ def test_every_config_loads_and_builds(path):
 def test_default_config_runs_end_to_end_into_tmp_path(tmp_path):
     metrics = run.main(_args(tmp_path, "train.steps=6"))
     assert {"mse", "nmse", "psnr", "perplexity", "codebook_usage", "dead_codes"} <= set(metrics)
+    assert {"nll_bits_per_code", "bits_per_dim", "recon_bits_per_dim", "prior_bits_per_dim"} <= set(metrics)
     ckpt = tmp_path / "out" / "vqvae" / "checkpoints" / "latest.pt"
     payload = read_checkpoint(ckpt)
     assert payload["step"] == 6 and payload["config"]["quantizer"]["codebook_size"] == 32
@@ -46,9 +49,18 @@ def test_default_config_runs_end_to_end_into_tmp_path(tmp_path):
     artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
     assert {"reconstructions", "codebook_usage"} <= artifacts
 
+    prior = read_checkpoint(tmp_path / "out" / "prior" / "checkpoints" / "latest.pt")
+    assert prior["step"] == 4 and prior["codebook_size"] == 32 and tuple(prior["grid"]) == (8, 8)
+    p = client.get_run(prior["mlflow_run_id"])
+    assert p.data.params["derived.vqvae_hash"] == prior["vqvae_hash"]
+    assert {"train/nll_bits_per_code", "val/nll_bits_per_code", "val/bits_per_dim"} <= set(p.data.metrics)
+    assert "samples" in {a.path for a in client.list_artifacts(p.info.run_id)}
+
+    assert run.main(_args(tmp_path, "--stage", "sample"))["samples"] == 4
+
 
 def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, monkeypatch):
-    run.main(_args(tmp_path / "a", "train.steps=6"))
+    run.main(_args(tmp_path / "a", "train.steps=6", "--stage", "vqvae"))
 
     original = ImageVQVAETrainer.compute_loss
 
@@ -59,10 +71,10 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, monkeypatch
 
     monkeypatch.setattr(ImageVQVAETrainer, "compute_loss", killed_at_step_5)
     with pytest.raises(KeyboardInterrupt):
-        run.main(_args(tmp_path / "b", "train.steps=6"))
+        run.main(_args(tmp_path / "b", "train.steps=6", "--stage", "vqvae"))
     monkeypatch.setattr(ImageVQVAETrainer, "compute_loss", original)
     assert read_checkpoint(tmp_path / "b" / "out" / "vqvae" / "checkpoints" / "latest.pt")["step"] == 3
-    run.main(_args(tmp_path / "b", "train.steps=6") + ["--resume"])
+    run.main(_args(tmp_path / "b", "train.steps=6", "--stage", "vqvae") + ["--resume"])
     a = read_checkpoint(tmp_path / "a" / "out" / "vqvae" / "checkpoints" / "latest.pt")["model"]
     b = read_checkpoint(tmp_path / "b" / "out" / "vqvae" / "checkpoints" / "latest.pt")["model"]
     assert a.keys() == b.keys()
@@ -77,5 +89,7 @@ def test_cli_errors_name_the_problem(tmp_path):
         run.main(_args(tmp_path, "quantizer.betta=0.5"))
     with pytest.raises(ConfigError, match="train.steps: expected int"):
         run.main(_args(tmp_path, "train.steps=many"))
+    with pytest.raises(ValueError, match="known stages"):
+        run.main(_args(tmp_path, "--stage", "decode"))
     with pytest.raises(ConfigError, match="known kinds"):
         run.main(_args(tmp_path, "quantizer.kind=rvq"))

@@ -5,7 +5,9 @@ import torch
 
 from core.config import QuantizerConfig
 from image.config import ImageModelConfig
-from image.model import ImageVQVAE, ResidualBlock
+import math
+
+from image.model import ImageVQVAE, ResidualBlock, discretized_gaussian_nll, to_levels
 
 
 def _model(kind="vq", hidden=32, residual=8, **q):
@@ -58,7 +60,7 @@ def test_training_gradient_reaches_encoder_decoder_and_quantizer(kind):
 
 def test_vq_objective_is_nmse_plus_the_quantizer_terms():
     model = _model()
-    model.data_variance = 0.05
+    model.data_variance.fill_(0.05)
     x = torch.rand(2, 3, 16, 16)
     out = model(x)
     torch.testing.assert_close(out.recon_loss, (out.x_hat - x).square().mean())
@@ -83,3 +85,30 @@ def test_bad_input_shape_is_a_clear_error():
         model(torch.rand(1, 1, 32, 32))
     with pytest.raises(ValueError):
         ImageVQVAE(ImageModelConfig(), QuantizerConfig(), data_variance=0.0)
+
+
+def test_categorical_decoder_objective_and_reconstruction_nll():
+    torch.manual_seed(0)
+    model = ImageVQVAE(ImageModelConfig(hidden_channels=16, residual_channels=8, likelihood="categorical"),
+                       QuantizerConfig(codebook_size=16, code_dim=8)).eval()
+    x = torch.rand(2, 3, 8, 8)
+    out = model(x)
+    logits = model._decoder_output(out.quantizer.z_q)  # [B, 256, C, H, W]
+    assert logits.shape == (2, 256, 3, 8, 8)
+    ce = torch.nn.functional.cross_entropy(logits, to_levels(x))
+    torch.testing.assert_close(out.loss, ce + out.quantizer.loss)
+    nll = model.reconstruction_nll(x, out.quantizer.indices)
+    torch.testing.assert_close(nll, ce * 3 * 8 * 8 * torch.ones(2), rtol=0.2, atol=0)  # per image, ≈ mean·dims
+    torch.testing.assert_close(nll.mean(), ce * 3 * 8 * 8)
+    assert model.decode(model.encode(x)).shape == x.shape
+
+
+def test_discretized_gaussian_is_a_distribution_over_the_256_levels():
+    levels = torch.arange(256)
+    for mean, sigma in ((0.5, 0.05), (0.0, 0.01), (0.97, 0.2)):
+        nll = discretized_gaussian_nll(levels, torch.full((256,), mean), torch.tensor(sigma))
+        assert torch.exp(-nll).sum().item() == pytest.approx(1.0, abs=1e-5)
+    # a level's probability is the Gaussian mass of its bin: hand value for the centre level
+    nll = discretized_gaussian_nll(torch.tensor([128]), torch.tensor([128 / 255]), torch.tensor(0.01))
+    mass = math.erf((0.5 / 255) / (0.01 * math.sqrt(2)))
+    assert nll.item() == pytest.approx(-math.log(mass), rel=1e-4)

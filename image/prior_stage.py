@@ -1,0 +1,237 @@
+"""Second and third stages of the image experiment (paper sec. 4.1): a gated PixelCNN prior fitted to the codes of
+the frozen VQ-VAE, samples decoded to images, and bits/dim on the held-out split.
+
+Axis legend: N items, B batch, C image channels, H W image size, h w latent grid, G codebooks per latent,
+K codebook size.
+
+With several codebooks per latent (``[N, h, w, G]`` codes) the prior sees the grid ``[N, h, w·G]``: the G codes of
+a latent position side by side, so raster order predicts code g of a position from every earlier position and the
+codes < g of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset, TensorDataset
+
+from core.checkpoint import read_checkpoint, state_hash
+from core.config import from_dict, to_dict
+from core.trainer import Trainer, resolve_device, seed_everything
+from image.config import ImageConfig
+from image.model import ImageVQVAE
+from priors.pixelcnn import GatedPixelCNN
+
+EXTRACT_BATCH = 256
+
+
+def load_frozen_vqvae(path: str | Path, device: torch.device) -> tuple[ImageVQVAE, ImageConfig, str]:
+    """The VQ-VAE of a checkpoint (built from the config it stores), in eval mode with frozen weights.
+
+    Returns ``(model, its config, hash of its weights)``.
+
+    Raises:
+        FileNotFoundError / ValueError: for a missing or foreign checkpoint.
+    """
+    payload = read_checkpoint(path)
+    cfg = from_dict(ImageConfig, payload["config"])
+    model = ImageVQVAE(cfg.model, cfg.quantizer)
+    model.load_state_dict(payload["model"], strict=True)
+    model.to(device).eval().requires_grad_(False)
+    return model, cfg, state_hash(model)
+
+
+def to_prior_grid(codes: torch.Tensor) -> torch.Tensor:
+    """``[N, h, w]`` or ``[N, h, w, G]`` code indices → the prior's ``[N, h, w·G]`` grid."""
+    return codes if codes.dim() == 3 else codes.flatten(2)  # [N, h, w*G]
+
+
+def from_prior_grid(grid: torch.Tensor, num_codebooks: int) -> torch.Tensor:
+    """Inverse of :func:`to_prior_grid`."""
+    return grid if num_codebooks == 1 else grid.unflatten(2, (-1, num_codebooks))  # [N, h, w, G]
+
+
+@torch.no_grad()
+def extract_codes(vqvae: ImageVQVAE, dataset, count: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codes and labels of the first ``count`` items of ``dataset`` (all of it if smaller).
+
+    Returns:
+        ``codes`` ``[N, h, w·G]`` long (the prior's grid) and ``labels`` ``[N]`` long (−1 where unlabelled).
+    """
+    n = min(count, len(dataset)) if count > 0 else len(dataset)
+    codes, labels = [], []
+    for x, y in DataLoader(Subset(dataset, range(n)), batch_size=EXTRACT_BATCH):
+        codes.append(to_prior_grid(vqvae.encode(x.to(device))).cpu())
+        labels.append(torch.as_tensor(y).long())
+    return torch.cat(codes), torch.cat(labels)
+
+
+def cached_codes(path: Path, vqvae: ImageVQVAE, vqvae_hash: str, dataset, count: int,
+                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`extract_codes`, cached in ``path`` and reused only for the same VQ-VAE weights and item count."""
+    if path.is_file():
+        cached = torch.load(path, map_location="cpu")
+        if cached.get("vqvae_hash") == vqvae_hash and cached.get("count") == count:
+            return cached["codes"], cached["labels"]
+    codes, labels = extract_codes(vqvae, dataset, count, device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"codes": codes, "labels": labels, "vqvae_hash": vqvae_hash, "count": count}, tmp)
+    tmp.replace(path)
+    return codes, labels
+
+
+@torch.no_grad()
+def fit_pixel_sigma(vqvae: ImageVQVAE, dataset, count: int, device: torch.device) -> float:
+    """Maximum-likelihood σ of the Gaussian decoder, ``sqrt(MSE)`` on ``count`` *training* items; stored in the
+    model (``pixel_log_sigma``) for the discretized-Gaussian bits/dim."""
+    total, n = 0.0, 0
+    for x, _ in DataLoader(Subset(dataset, range(min(count, len(dataset)))), batch_size=EXTRACT_BATCH):
+        x = x.to(device)
+        total += float((vqvae(x).x_hat - x).square().sum())
+        n += x.numel()
+    sigma = math.sqrt(max(total / max(n, 1), 1e-12))
+    vqvae.pixel_log_sigma.fill_(math.log(sigma))
+    return sigma
+
+
+def check_prior_matches(payload: dict[str, Any], vqvae: ImageVQVAE, vqvae_hash: str) -> None:
+    """Refuse a prior whose vocabulary or latent grid differs from the VQ-VAE's (ValueError); a different weight
+    hash is also refused, since the prior was fitted to other codes."""
+    k = vqvae.quantizer.codebook_size
+    if payload.get("codebook_size") != k:
+        raise ValueError(f"the prior's vocabulary ({payload.get('codebook_size')} codes) differs from the VQ-VAE's "
+                         f"codebook size ({k})")
+    if payload.get("vqvae_hash") != vqvae_hash:
+        raise ValueError(f"the prior was fitted to VQ-VAE weights {payload.get('vqvae_hash')}, "
+                         f"not to these ({vqvae_hash})")
+
+
+class ImagePriorTrainer(Trainer):
+    """Stage "prior": fits a :class:`~priors.pixelcnn.GatedPixelCNN` to the frozen VQ-VAE's codes.
+
+    Logs ``train/nll`` and ``val/nll`` in bits per code, and at the end bits/dim on the held-out images.
+    """
+
+    def __init__(self, cfg: ImageConfig, vqvae: ImageVQVAE, vqvae_hash: str, train_codes: torch.Tensor,
+                 train_labels: torch.Tensor, val_codes: torch.Tensor, val_labels: torch.Tensor, val_dataset):
+        pcfg = cfg.prior
+        self.image_cfg = cfg
+        self.final_bits: dict[str, float] = {}
+        self.vqvae, self.vqvae_hash = vqvae, vqvae_hash
+        self.val_codes, self.val_labels, self.val_dataset = val_codes, val_labels, val_dataset
+        self.num_classes = int(train_labels.max()) + 1 if pcfg.class_conditional and train_labels.min() >= 0 else 0
+        self.grid = tuple(train_codes.shape[1:])  # (h, w·G)
+        k = vqvae.quantizer.codebook_size
+        seed_everything(pcfg.train.seed)
+        prior = GatedPixelCNN(k, channels=pcfg.channels, num_layers=pcfg.num_layers, kernel_size=pcfg.kernel_size,
+                              num_classes=self.num_classes)
+        assert prior.num_codes == k, "the prior's vocabulary must equal the codebook size"
+        train_cfg = dataclasses.replace(pcfg.train, output_dir=cfg.train.output_dir, device=cfg.train.device)
+        super().__init__(prior, TensorDataset(train_codes, train_labels), train_cfg, cfg.tracking, to_dict(cfg),
+                         name="prior")
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        return {"vqvae_hash": self.vqvae_hash, "codebook_size": self.vqvae.quantizer.codebook_size,
+                "grid": self.grid, "num_classes": self.num_classes}
+
+    def extra_params(self) -> dict[str, Any]:
+        return {"derived.vqvae_hash": self.vqvae_hash, "derived.prior_grid": self.grid,
+                "derived.prior_classes": self.num_classes, "derived.code_items": len(self.train_dataset)}
+
+    def _cond(self, labels: torch.Tensor) -> torch.Tensor | None:
+        return labels if self.num_classes else None
+
+    def compute_loss(self, batch) -> dict[str, torch.Tensor]:
+        codes, labels = batch
+        nll = self.model.loss(codes, self._cond(labels))  # nats per code
+        return {"loss": nll, "nll_bits_per_code": nll.detach() / math.log(2)}
+
+    @torch.no_grad()
+    def code_nll(self, codes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """−log p(z) in nats per image ``[N]`` under the prior."""
+        out = []
+        for start in range(0, len(codes), EXTRACT_BATCH):
+            c = codes[start:start + EXTRACT_BATCH].to(self.device)
+            logits = self.model(c, self._cond(labels[start:start + EXTRACT_BATCH].to(self.device)))
+            out.append(torch.nn.functional.cross_entropy(logits, c, reduction="none").flatten(1).sum(1).cpu())
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        nll = self.code_nll(self.val_codes, self.val_labels)
+        return {"nll_bits_per_code": float(nll.mean()) / (math.log(2) * self.val_codes[0].numel())}
+
+    @torch.no_grad()
+    def bits_per_dim(self) -> dict[str, float]:
+        """(−log p(x|z_q) − log p(z)) / (C·H·W·ln 2) on the held-out images, with its two parts."""
+        self.model.eval()
+        nll_z = self.code_nll(self.val_codes, self.val_labels)
+        nll_x = []
+        for start in range(0, len(self.val_codes), EXTRACT_BATCH):
+            x = torch.stack([self.val_dataset[i][0] for i in range(start, min(start + EXTRACT_BATCH,
+                                                                            len(self.val_codes)))]).to(self.device)
+            codes = from_prior_grid(self.val_codes[start:start + len(x)], self.vqvae.quantizer.num_codebooks)
+            nll_x.append(self.vqvae.reconstruction_nll(x, codes.to(self.device)).cpu())
+        dims = self.val_dataset[0][0].numel()
+        x_bits = float(torch.cat(nll_x).mean()) / (dims * math.log(2))
+        z_bits = float(nll_z.mean()) / (dims * math.log(2))
+        return {"bits_per_dim": x_bits + z_bits, "recon_bits_per_dim": x_bits, "prior_bits_per_dim": z_bits}
+
+
+    @torch.no_grad()
+    def log_media(self, step: int) -> None:
+        """At the end: bits/dim on the held-out split (``val/bits_per_dim``, …) and a grid of decoded samples."""
+        self.final_bits = self.bits_per_dim()
+        self.tracker.log_metrics({f"val/{k}": v for k, v in self.final_bits.items()}, step)
+        images, _ = sample_images(self.model, self.vqvae, self.grid, self.image_cfg.prior.samples, self.num_classes,
+                                  self.image_cfg.prior.temperature, self.cfg.seed, self.device)
+        self.tracker.log_image(image_grid(images, nrow=8), f"samples/step_{step:07d}.png")
+        self.model.train()
+
+
+@torch.no_grad()
+def sample_images(prior: GatedPixelCNN, vqvae: ImageVQVAE, grid: tuple[int, int], count: int, num_classes: int,
+                  temperature: float, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample ``count`` code grids (cycling through the classes when conditional) and decode them.
+
+    Returns ``(images [count, C, H, W] in [0, 1], labels [count])``.
+    """
+    labels = torch.arange(count, device=device) % num_classes if num_classes else None
+    generator = torch.Generator(device=device).manual_seed(seed)
+    grid_codes = prior.sample((count, *grid), cond=labels, temperature=temperature, generator=generator)
+    codes = from_prior_grid(grid_codes, vqvae.quantizer.num_codebooks)
+    images = vqvae.decode(codes).clamp(0, 1)
+    return images, (labels if labels is not None else torch.full((count,), -1, device=device))
+
+
+def image_grid(images: torch.Tensor, nrow: int) -> np.ndarray:
+    """``[N, C, H, W]`` in [0, 1] → one ``[H', W', 3]`` uint8 picture."""
+    from torchvision.utils import make_grid
+
+    grid = make_grid(images.cpu(), nrow=nrow, padding=2, pad_value=1.0)
+    return (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def load_prior(path: str | Path, vqvae: ImageVQVAE, vqvae_hash: str, device: torch.device):
+    """The prior of a checkpoint, checked against the VQ-VAE it will decode with (see :func:`check_prior_matches`).
+
+    Returns ``(prior in eval mode, its grid (h, w·G), its number of classes)``.
+    """
+    payload = read_checkpoint(path)
+    check_prior_matches(payload, vqvae, vqvae_hash)
+    cfg = from_dict(ImageConfig, payload["config"]).prior
+    prior = GatedPixelCNN(payload["codebook_size"], channels=cfg.channels, num_layers=cfg.num_layers,
+                          kernel_size=cfg.kernel_size, num_classes=payload["num_classes"])
+    prior.load_state_dict(payload["model"], strict=True)
+    return prior.to(device).eval(), tuple(payload["grid"]), payload["num_classes"]
+
+
+__all__ = ["ImagePriorTrainer", "cached_codes", "check_prior_matches", "extract_codes", "fit_pixel_sigma",
+           "from_prior_grid", "image_grid", "load_frozen_vqvae", "load_prior", "resolve_device", "sample_images",
+           "to_prior_grid"]
