@@ -14,6 +14,7 @@ optionally, ``log_media(step)``). The loop owns the rest:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
@@ -169,7 +170,10 @@ class Trainer:
             run_id = read_checkpoint(self.checkpoint_path).get("mlflow_run_id")
             payload = load_checkpoint(self.checkpoint_path, self.model, self.optimizer)
             self.step = int(payload["step"])
-        self.tracker = Tracker(self.tracking_cfg, run_id=run_id) if distributed.is_main_process() else None
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_name = f"{self.tracking_cfg.run_name or stamp}-{self.name}"
+        tracking = dataclasses.replace(self.tracking_cfg, run_name=run_name)
+        self.tracker = Tracker(tracking, run_id=run_id) if distributed.is_main_process() else None
         if self.tracker and not resume:
             from core.config import flatten
 

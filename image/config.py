@@ -49,8 +49,8 @@ class ImagePriorConfig:
     class_conditional: bool = True  # condition on the class label where the dataset has labels
     samples: int = 32  # images sampled and decoded at the end
     temperature: float = 1.0
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, batch_size=64, lr=1e-3, eval_every=500,
-                                                                   log_every=50, checkpoint_every=500))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1000, batch_size=64, lr=1e-3, eval_every=250,
+                                                                   log_every=50, checkpoint_every=250))
 
 
 @dataclass

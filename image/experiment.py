@@ -129,9 +129,10 @@ def run_prior(cfg: ImageConfig, train_ds, val_ds, resume: bool) -> dict[str, flo
     device = resolve_device(cfg.train.device)
     vqvae, _, vqvae_hash = load_frozen_vqvae(_vqvae_checkpoint(cfg), device)
     cache = Path(cfg.train.output_dir) / "prior" / "codes"
+    data_key = repr((cfg.data, cfg.train.seed))
     train_codes, train_labels = cached_codes(cache / "train.pt", vqvae, vqvae_hash, train_ds, cfg.prior.code_items,
-                                             device)
-    val_codes, val_labels = cached_codes(cache / "val.pt", vqvae, vqvae_hash, val_ds, len(val_ds), device)
+                                             device, data_key)
+    val_codes, val_labels = cached_codes(cache / "val.pt", vqvae, vqvae_hash, val_ds, len(val_ds), device, data_key)
     if not vqvae.categorical:
         fit_pixel_sigma(vqvae, train_ds, 4096, device)
     trainer = ImagePriorTrainer(cfg, vqvae, vqvae_hash, train_codes, train_labels, val_codes, val_labels, val_ds)

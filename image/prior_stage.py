@@ -71,17 +71,19 @@ def extract_codes(vqvae: ImageVQVAE, dataset, count: int, device: torch.device) 
     return torch.cat(codes), torch.cat(labels)
 
 
-def cached_codes(path: Path, vqvae: ImageVQVAE, vqvae_hash: str, dataset, count: int,
-                 device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`extract_codes`, cached in ``path`` and reused only for the same VQ-VAE weights and item count."""
+def cached_codes(path: Path, vqvae: ImageVQVAE, vqvae_hash: str, dataset, count: int, device: torch.device,
+                 data_key: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`extract_codes`, cached in ``path`` and reused only for the same VQ-VAE weights, item count and data
+    (``data_key``, e.g. the data config)."""
+    key = {"vqvae_hash": vqvae_hash, "count": count, "data": data_key}
     if path.is_file():
         cached = torch.load(path, map_location="cpu")
-        if cached.get("vqvae_hash") == vqvae_hash and cached.get("count") == count:
+        if cached.get("key") == key:
             return cached["codes"], cached["labels"]
     codes, labels = extract_codes(vqvae, dataset, count, device)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"codes": codes, "labels": labels, "vqvae_hash": vqvae_hash, "count": count}, tmp)
+    torch.save({"codes": codes, "labels": labels, "key": key}, tmp)
     tmp.replace(path)
     return codes, labels
 

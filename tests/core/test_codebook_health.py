@@ -51,13 +51,19 @@ def test_dead_code_restart_moves_unused_codes_onto_encoder_outputs():
     assert {1, 3} & set(out.indices.tolist())
 
 
-def test_ema_restart_resets_the_statistics_of_restarted_codes():
+def _ema_with_a_far_code():
+    """An EMA quantizer (γ = 0.5, restart every 4 calls) whose code 1 no vector of ``z`` will ever pick."""
     torch.manual_seed(0)
     q = EMAVectorQuantizer(4, 2, beta=0.25, decay=0.5, dead_code_restart=True, restart_every=4)
     with torch.no_grad():
         q.codebook.copy_(torch.tensor([[0.0, 0.0], [100.0, 100.0], [0.5, 0.5], [1.0, 0.0]]))
         q.embed_avg.copy_(q.codebook)
     z = torch.rand(30, 2)
+    return q, z
+
+
+def test_ema_restart_resets_the_statistics_of_restarted_codes():
+    q, z = _ema_with_a_far_code()
     for _ in range(4):
         q(z)
     assert q.cluster_size[1] == pytest.approx(0.5**4)  # decayed, never used
@@ -70,12 +76,7 @@ def test_ema_restart_resets_the_statistics_of_restarted_codes():
 
 
 def test_ema_restart_through_forward_gives_the_code_a_fresh_count():
-    torch.manual_seed(0)
-    q = EMAVectorQuantizer(4, 2, beta=0.25, decay=0.5, dead_code_restart=True, restart_every=4)
-    with torch.no_grad():
-        q.codebook.copy_(torch.tensor([[0.0, 0.0], [100.0, 100.0], [0.5, 0.5], [1.0, 0.0]]))
-        q.embed_avg.copy_(q.codebook)
-    z = torch.rand(30, 2)
+    q, z = _ema_with_a_far_code()
     for _ in range(5):  # the fifth call restarts code 1, then assigns and updates
         out = q(z)
     assert 1 in out.indices.tolist()

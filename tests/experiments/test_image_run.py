@@ -44,7 +44,7 @@ def test_default_config_runs_end_to_end_into_tmp_path(tmp_path):
     assert payload["step"] == 6 and payload["config"]["quantizer"]["codebook_size"] == 32
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     r = client.get_run(payload["mlflow_run_id"])
-    assert r.info.status == "FINISHED" and r.data.params["quantizer.kind"] == "vq"
+    assert r.info.status == "FINISHED" and r.data.params["quantizer.kind"] == "ema"
     assert {"train/loss", "train/recon_loss", "train/commitment_loss", "val/psnr", "val/perplexity"} <= set(r.data.metrics)
     artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
     assert {"reconstructions", "codebook_usage"} <= artifacts

@@ -62,3 +62,20 @@ def test_bits_per_dim_equals_the_hand_computation_for_uniform_models():
     assert bits["prior_bits_per_dim"] == pytest.approx(latents * math.log2(16) / dims, rel=1e-6)
     assert bits["bits_per_dim"] == pytest.approx(8.0 + latents * 4 / dims, rel=1e-6)
     assert trainer.evaluate()["nll_bits_per_code"] == pytest.approx(4.0, rel=1e-6)
+
+
+def test_code_cache_is_reused_only_for_the_same_weights_and_data(tmp_path, monkeypatch):
+    import image.prior_stage as stage
+
+    vqvae = _vqvae()
+    data = TensorImages(torch.rand(4, 3, 8, 8))
+    calls = []
+    real = stage.extract_codes
+    monkeypatch.setattr(stage, "extract_codes", lambda *a: calls.append(1) or real(*a))
+    path = tmp_path / "codes.pt"
+    first = stage.cached_codes(path, vqvae, "h1", data, 4, torch.device("cpu"), "data-a")
+    again = stage.cached_codes(path, vqvae, "h1", data, 4, torch.device("cpu"), "data-a")
+    assert len(calls) == 1 and torch.equal(first[0], again[0])
+    stage.cached_codes(path, vqvae, "h2", data, 4, torch.device("cpu"), "data-a")
+    stage.cached_codes(path, vqvae, "h2", data, 4, torch.device("cpu"), "data-b")
+    assert len(calls) == 3
