@@ -22,6 +22,6 @@ def build_quantizer(kind: str, **kwargs) -> CodebookQuantizer:
     return QUANTIZERS[kind](**kwargs)
 
 
-__all__ = ["CodebookQuantizer", "EMAVectorQuantizer", "GaussianSQVectorQuantizer", "NonFiniteInputError", "QUANTIZERS", "QuantizerOutput",
-           "SQOutput", "VQOutput", "VectorQuantizer", "build_quantizer", "gumbel_temperature", "nearest_code",
-           "squared_distances"]
+__all__ = ["CodebookQuantizer", "EMAVectorQuantizer", "GaussianSQVectorQuantizer", "NonFiniteInputError",
+           "QUANTIZERS", "QuantizerOutput", "SQOutput", "VQOutput", "VectorQuantizer", "build_quantizer",
+           "gumbel_temperature", "nearest_code", "squared_distances"]
