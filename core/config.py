@@ -9,13 +9,12 @@ training loop, tracking) live here; each domain composes them with its own secti
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import re
 
 import yaml
 
@@ -100,14 +99,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp`` (int accepted for float); raise ConfigError naming ``key``."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        errors = []
         for option in typing.get_args(tp):
             if option is type(None) and value is None:
                 return None
             try:
                 return _coerce(value, option, key)
-            except ConfigError as exc:
-                errors.append(str(exc))
+            except ConfigError:
+                continue
         raise ConfigError(f"{key}: expected {tp}, got {value!r}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):

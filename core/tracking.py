@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -114,16 +113,6 @@ class Tracker:
         """Copy a local file (wav, gif, yaml, …) into the run's artifacts."""
         if self.enabled:
             self._client.log_artifact(self.run_id, str(path), artifact_path=artifact_path)
-
-    def log_text(self, text: str, artifact_file: str) -> None:
-        """Log a text artifact (e.g. the resolved config as YAML)."""
-        if not self.enabled:
-            return
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / Path(artifact_file).name
-            path.write_text(text)
-            parent = str(Path(artifact_file).parent)
-            self._client.log_artifact(self.run_id, str(path), artifact_path=None if parent == "." else parent)
 
     def end(self, status: str = "FINISHED") -> None:
         """Close the run with ``FINISHED``, ``FAILED`` or ``KILLED``."""

@@ -26,8 +26,8 @@ import torch
 from tqdm import tqdm
 
 from core import distributed
-from core.checkpoint import LATEST, load_checkpoint, read_checkpoint, save_checkpoint
-from core.config import TrackingConfig, TrainConfig
+from core.checkpoint import LATEST, load_checkpoint, save_checkpoint
+from core.config import TrackingConfig, TrainConfig, flatten
 from core.data import step_loader
 from core.quantize import NonFiniteInputError
 from core.tracking import Tracker, git_commit
@@ -90,7 +90,11 @@ class Trainer:
         tracking_cfg: MLflow settings.
         config: the resolved experiment config as a nested dict (stored in checkpoints, logged as params).
         name: stage name, used for the checkpoint folder (``<output_dir>/<name>/checkpoints``).
+
+    Subclasses may set ``num_workers`` (DataLoader worker processes for the training batches).
     """
+
+    num_workers: int = 0
 
     def __init__(self, model: torch.nn.Module, train_dataset, train_cfg: TrainConfig, tracking_cfg: TrackingConfig,
                  config: dict, name: str = "train"):
@@ -121,6 +125,12 @@ class Trainer:
         """Metrics on the held-out split (keys without the ``val/`` prefix)."""
         return {}
 
+    @torch.no_grad()
+    def final_metrics(self) -> dict[str, float]:
+        """Metrics computed once at the end of the run (e.g. bits/dim), logged as ``val/*`` and returned by
+        :meth:`fit` with the last evaluation's."""
+        return {}
+
     def log_media(self, step: int) -> None:
         """Log images, audio or plots at the end of the run (rank 0 only)."""
 
@@ -148,9 +158,9 @@ class Trainer:
         return save_checkpoint(self.checkpoint_path, model=self.model, optimizer=self.optimizer, step=self.step,
                                config=self.config, mlflow_run_id=run_id, **self.checkpoint_extra())
 
-    def _evaluate_and_log(self) -> dict[str, float]:
+    def _evaluate_and_log(self, evaluate=None) -> dict[str, float]:
         self.model.eval()
-        metrics = self.evaluate()
+        metrics = (evaluate or self.evaluate)()
         self.model.train()
         if self.tracker:
             self.tracker.log_metrics({f"val/{k}": v for k, v in metrics.items()}, self.step)
@@ -167,16 +177,14 @@ class Trainer:
         """
         run_id = None
         if resume:
-            run_id = read_checkpoint(self.checkpoint_path).get("mlflow_run_id")
             payload = load_checkpoint(self.checkpoint_path, self.model, self.optimizer)
             self.step = int(payload["step"])
+            run_id = payload.get("mlflow_run_id")
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_name = f"{self.tracking_cfg.run_name or stamp}-{self.name}"
         tracking = dataclasses.replace(self.tracking_cfg, run_name=run_name)
         self.tracker = Tracker(tracking, run_id=run_id) if distributed.is_main_process() else None
         if self.tracker and not resume:
-            from core.config import flatten
-
             params = flatten(self.config)
             params.update({"stage": self.name, "git_commit": git_commit(),
                            "parameters": parameter_count(self.model), **self.extra_params()})
@@ -196,9 +204,8 @@ class Trainer:
     def _loop(self) -> dict[str, float]:
         cfg = self.cfg
         self.model.train()
-        loader = step_loader(self.train_dataset, cfg.batch_size, cfg.seed, self.step, cfg.steps,
-                             getattr(self, "num_workers", 0))
-        sums: dict[str, float] = {}
+        loader = step_loader(self.train_dataset, cfg.batch_size, cfg.seed, self.step, cfg.steps, self.num_workers)
+        sums: dict[str, torch.Tensor] = {}  # running sums kept as tensors: no device sync per step
         count, last_log, metrics = 0, time.perf_counter(), {}
         bar = tqdm(total=cfg.steps, initial=self.step, desc=self.name, disable=None, dynamic_ncols=True)
         for batch in loader:
@@ -217,12 +224,12 @@ class Trainer:
             self.optimizer.step()
             self.step += 1
             for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
+                sums[k] = sums[k] + v.detach() if k in sums else v.detach().clone()
             count += 1
             bar.update(1)
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 now = time.perf_counter()
-                logged = {f"train/{k}": v / count for k, v in sums.items()}
+                logged = {f"train/{k}": float(v) / count for k, v in sums.items()}
                 logged["train/steps_per_second"] = count / max(now - last_log, 1e-9)
                 logged["train/lr"] = lr
                 bar.set_postfix(loss=f"{logged['train/loss']:.4f}")
@@ -238,6 +245,7 @@ class Trainer:
         bar.close()
         if not metrics:  # resumed at the end: nothing left to train
             metrics = self._evaluate_and_log()
+        metrics = {**metrics, **self._evaluate_and_log(self.final_metrics)}
         if self.tracker:
             self.log_media(self.step)
         return metrics

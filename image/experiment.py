@@ -10,7 +10,6 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -20,9 +19,10 @@ from core.tracking import Tracker
 from core.trainer import Trainer, resolve_device, seed_everything
 from image.config import ImageConfig
 from image.data import build_image_datasets, data_variance
+from image.media import image_grid, usage_histogram
 from image.model import ImageVQVAE
-from image.prior_stage import (ImagePriorTrainer, cached_codes, fit_pixel_sigma, image_grid, load_frozen_vqvae,
-                               load_prior, sample_images)
+from image.prior_stage import (ImagePriorTrainer, cached_codes, fit_pixel_sigma, load_frozen_vqvae, load_prior,
+                               sample_images)
 
 EVAL_BATCH = 256
 GRID_IMAGES = 16
@@ -57,7 +57,7 @@ class ImageVQVAETrainer(Trainer):
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         usage = CodebookUsage(self.model.quantizer.codebook_size, self.model.quantizer.num_codebooks)
-        total_mse = total_psnr = 0.0
+        total_mse = total_nmse = total_psnr = 0.0
         count = 0
         for x, _ in DataLoader(self.val_dataset, batch_size=EVAL_BATCH, num_workers=self.num_workers):
             x = x.to(self.device)
@@ -65,38 +65,24 @@ class ImageVQVAETrainer(Trainer):
             x_hat = out.x_hat.clamp(0, 1)
             n = x.shape[0]
             total_mse += float((x_hat - x).square().mean()) * n
+            total_nmse += float(nmse(x, x_hat, self.variance)) * n
             total_psnr += float(psnr(x, x_hat)) * n
             usage.update(out.quantizer.indices)
             count += n
-        mse = total_mse / max(count, 1)
-        return {"mse": mse, "nmse": float(nmse(torch.zeros(1), torch.tensor([mse**0.5]), self.variance)),
-                "psnr": total_psnr / max(count, 1), **usage.summary()}
+        self.last_usage = usage  # reused by the usage histogram
+        count = max(count, 1)
+        return {"mse": total_mse / count, "nmse": total_nmse / count, "psnr": total_psnr / count, **usage.summary()}
 
     @torch.no_grad()
     def log_media(self, step: int) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
+        """Reconstruction grid (originals above reconstructions) and the last evaluation's usage histogram."""
         import matplotlib.pyplot as plt
-        from torchvision.utils import make_grid
 
         self.model.eval()
         x = torch.stack([self.val_dataset[i][0] for i in range(min(GRID_IMAGES, len(self.val_dataset)))])
-        x_hat = self.model(x.to(self.device)).x_hat.clamp(0, 1).cpu()
-        grid = make_grid(torch.cat([x, x_hat]), nrow=len(x), padding=2, pad_value=1.0)  # originals above
-        image = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        self.tracker.log_image(image, f"reconstructions/step_{step:07d}.png")
-
-        usage = CodebookUsage(self.model.quantizer.codebook_size, self.model.quantizer.num_codebooks)
-        for xb, _ in DataLoader(self.val_dataset, batch_size=EVAL_BATCH):
-            usage.update(self.model.encode(xb.to(self.device)))
-        counts = np.sort(usage.counts.sum(0).numpy())[::-1]
-        fig, ax = plt.subplots(figsize=(8, 3))
-        ax.bar(np.arange(len(counts)), counts, width=1.0)
-        ax.set_xlabel("code (sorted by use)")
-        ax.set_ylabel("assignments on the held-out split")
-        ax.set_title(f"codebook usage {usage.codebook_usage:.1%}, perplexity {usage.perplexity:.1f}")
-        fig.tight_layout()
+        x_hat = self.model(x.to(self.device)).x_hat.cpu()
+        self.tracker.log_image(image_grid(torch.cat([x, x_hat]), nrow=len(x)), f"reconstructions/step_{step:07d}.png")
+        fig = usage_histogram(self.last_usage)
         self.tracker.log_figure(fig, f"codebook_usage/step_{step:07d}.png")
         plt.close(fig)
         self.model.train()
@@ -137,7 +123,6 @@ def run_prior(cfg: ImageConfig, train_ds, val_ds, resume: bool) -> dict[str, flo
         fit_pixel_sigma(vqvae, train_ds, 4096, device)
     trainer = ImagePriorTrainer(cfg, vqvae, vqvae_hash, train_codes, train_labels, val_codes, val_labels, val_ds)
     metrics = trainer.fit(resume=resume and trainer.checkpoint_path.exists())
-    metrics = {**metrics, **trainer.final_bits}
     _report("held-out metrics (prior)", metrics)
     print(f"checkpoint: {trainer.checkpoint_path}")
     return metrics

@@ -16,14 +16,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from core.checkpoint import read_checkpoint, state_hash
 from core.config import from_dict, to_dict
-from core.trainer import Trainer, resolve_device, seed_everything
+from core.trainer import Trainer, seed_everything
 from image.config import ImageConfig
+from image.media import image_grid
 from image.model import ImageVQVAE
 from priors.pixelcnn import GatedPixelCNN
 
@@ -124,7 +124,6 @@ class ImagePriorTrainer(Trainer):
                  train_labels: torch.Tensor, val_codes: torch.Tensor, val_labels: torch.Tensor, val_dataset):
         pcfg = cfg.prior
         self.image_cfg = cfg
-        self.final_bits: dict[str, float] = {}
         self.vqvae, self.vqvae_hash = vqvae, vqvae_hash
         self.val_codes, self.val_labels, self.val_dataset = val_codes, val_labels, val_dataset
         self.num_classes = int(train_labels.max()) + 1 if pcfg.class_conditional and train_labels.min() >= 0 else 0
@@ -133,7 +132,6 @@ class ImagePriorTrainer(Trainer):
         seed_everything(pcfg.train.seed)
         prior = GatedPixelCNN(k, channels=pcfg.channels, num_layers=pcfg.num_layers, kernel_size=pcfg.kernel_size,
                               num_classes=self.num_classes)
-        assert prior.num_codes == k, "the prior's vocabulary must equal the codebook size"
         train_cfg = dataclasses.replace(pcfg.train, output_dir=cfg.train.output_dir, device=cfg.train.device)
         super().__init__(prior, TensorDataset(train_codes, train_labels), train_cfg, cfg.tracking, to_dict(cfg),
                          name="prior")
@@ -170,16 +168,20 @@ class ImagePriorTrainer(Trainer):
         return {"nll_bits_per_code": float(nll.mean()) / (math.log(2) * self.val_codes[0].numel())}
 
     @torch.no_grad()
+    def final_metrics(self) -> dict[str, float]:
+        """Bits/dim on the held-out split at the end of the fit (logged as ``val/bits_per_dim`` …)."""
+        return self.bits_per_dim()
+
+    @torch.no_grad()
     def bits_per_dim(self) -> dict[str, float]:
         """(−log p(x|z_q) − log p(z)) / (C·H·W·ln 2) on the held-out images, with its two parts."""
         self.model.eval()
         nll_z = self.code_nll(self.val_codes, self.val_labels)
         nll_x = []
-        for start in range(0, len(self.val_codes), EXTRACT_BATCH):
-            x = torch.stack([self.val_dataset[i][0] for i in range(start, min(start + EXTRACT_BATCH,
-                                                                            len(self.val_codes)))]).to(self.device)
-            codes = from_prior_grid(self.val_codes[start:start + len(x)], self.vqvae.quantizer.num_codebooks)
-            nll_x.append(self.vqvae.reconstruction_nll(x, codes.to(self.device)).cpu())
+        images = DataLoader(Subset(self.val_dataset, range(len(self.val_codes))), batch_size=EXTRACT_BATCH)
+        for (x, _), codes in zip(images, self.val_codes.split(EXTRACT_BATCH)):  # same order as the extraction
+            codes = from_prior_grid(codes, self.vqvae.quantizer.num_codebooks).to(self.device)
+            nll_x.append(self.vqvae.reconstruction_nll(x.to(self.device), codes).cpu())
         dims = self.val_dataset[0][0].numel()
         x_bits = float(torch.cat(nll_x).mean()) / (dims * math.log(2))
         z_bits = float(nll_z.mean()) / (dims * math.log(2))
@@ -188,9 +190,7 @@ class ImagePriorTrainer(Trainer):
 
     @torch.no_grad()
     def log_media(self, step: int) -> None:
-        """At the end: bits/dim on the held-out split (``val/bits_per_dim``, …) and a grid of decoded samples."""
-        self.final_bits = self.bits_per_dim()
-        self.tracker.log_metrics({f"val/{k}": v for k, v in self.final_bits.items()}, step)
+        """At the end: a grid of decoded samples."""
         images, _ = sample_images(self.model, self.vqvae, self.grid, self.image_cfg.prior.samples, self.num_classes,
                                   self.image_cfg.prior.temperature, self.cfg.seed, self.device)
         self.tracker.log_image(image_grid(images, nrow=8), f"samples/step_{step:07d}.png")
@@ -212,14 +212,6 @@ def sample_images(prior: GatedPixelCNN, vqvae: ImageVQVAE, grid: tuple[int, int]
     return images, (labels if labels is not None else torch.full((count,), -1, device=device))
 
 
-def image_grid(images: torch.Tensor, nrow: int) -> np.ndarray:
-    """``[N, C, H, W]`` in [0, 1] → one ``[H', W', 3]`` uint8 picture."""
-    from torchvision.utils import make_grid
-
-    grid = make_grid(images.cpu(), nrow=nrow, padding=2, pad_value=1.0)
-    return (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-
-
 def load_prior(path: str | Path, vqvae: ImageVQVAE, vqvae_hash: str, device: torch.device):
     """The prior of a checkpoint, checked against the VQ-VAE it will decode with (see :func:`check_prior_matches`).
 
@@ -235,5 +227,5 @@ def load_prior(path: str | Path, vqvae: ImageVQVAE, vqvae_hash: str, device: tor
 
 
 __all__ = ["ImagePriorTrainer", "cached_codes", "check_prior_matches", "extract_codes", "fit_pixel_sigma",
-           "from_prior_grid", "image_grid", "load_frozen_vqvae", "load_prior", "resolve_device", "sample_images",
+           "from_prior_grid", "load_frozen_vqvae", "load_prior", "sample_images",
            "to_prior_grid"]

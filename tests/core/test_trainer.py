@@ -98,3 +98,22 @@ def test_learning_rate_schedule_is_a_pure_function_of_the_step():
     assert learning_rate(10, 1e-3, schedule="cosine", total_steps=10) == pytest.approx(0.0)
     with pytest.raises(ValueError, match="lr_schedule"):
         learning_rate(0, 1e-3, schedule="step")
+
+
+def test_final_metrics_are_returned_and_logged_even_without_media(tmp_path):
+    class WithFinal(Regression):
+        def final_metrics(self):
+            return {"final_mse": self.evaluate()["mse"] * 2}
+
+    cfg = TrainConfig(steps=4, batch_size=8, eval_every=2, log_every=2, checkpoint_every=2, device="cpu",
+                      output_dir=str(tmp_path / "out"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    trainer = WithFinal(torch.nn.Linear(3, 1), _dataset(), cfg, TrackingConfig(tracking_uri=uri, experiment_name="t"),
+                        config={})
+    metrics = trainer.fit()
+    assert metrics["final_mse"] == pytest.approx(2 * metrics["mse"])
+    assert MlflowClient(tracking_uri=uri).get_run(trainer.tracker.run_id).data.metrics["val/final_mse"] == \
+        pytest.approx(metrics["final_mse"])
+
+    off = WithFinal(torch.nn.Linear(3, 1), _dataset(), cfg, TrackingConfig(enabled=False), config={})
+    assert "final_mse" in off.fit()
