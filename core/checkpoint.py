@@ -12,7 +12,7 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -97,3 +97,20 @@ def state_hash(module: torch.nn.Module) -> str:
         digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()[:16]
+
+
+def load_frozen(path: str | Path, build: Callable[[dict[str, Any]], torch.nn.Module],
+                device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict[str, Any], str]:
+    """A trained model for a later stage: ``build(payload)`` makes the module from the checkpoint's stored config,
+    the weights load strictly, and the module is put in eval mode with gradients off.
+
+    Returns ``(model, checkpoint payload, hash of the weights)`` (see :func:`state_hash`).
+
+    Raises:
+        FileNotFoundError / ValueError: for a missing or foreign checkpoint, or weights that do not fit the model.
+    """
+    payload = read_checkpoint(path)
+    model = build(payload)
+    model.load_state_dict(payload["model"], strict=True)
+    model.to(device).eval().requires_grad_(False)
+    return model, payload, state_hash(model)

@@ -1,8 +1,10 @@
 """The suite's one entry point.
 
     python experiments/run.py DOMAIN [--config FILE] [--stage STAGE] [--resume] [--tracking-uri URI] [key=value ...]
+    python experiments/run.py audio --speaker-convert        # train, then convert held-out speech between speakers
+    python experiments/run.py audio --probe                  # phoneme probe of the trained codes
 
-DOMAIN picks the experiment (``image`` …); ``--config`` defaults to ``experiments/configs/DOMAIN/default.yaml``;
+DOMAIN picks the experiment (``image``, ``audio``, ``video``); ``--config`` defaults to ``experiments/configs/DOMAIN/default.yaml``;
 ``key=value`` overrides any config entry by its dotted name (``quantizer.kind=ema``, ``train.steps=200``).
 """
 
@@ -22,6 +24,14 @@ CONFIGS = ROOT / "experiments" / "configs"
 # domain name → module whose ``main(config_path, overrides, resume, stage)`` runs it
 DOMAINS = {
     "image": "image.experiment",
+    "audio": "audio.experiment",
+    "video": "video.experiment",
+}
+
+# options only some domains take: keyword of the domain's main → the domains that accept it
+DOMAIN_FLAGS = {
+    "speaker_convert": ("audio",),
+    "probe": ("audio",),
 }
 
 
@@ -32,6 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoints")
     parser.add_argument("--stage", default="all", help="which stage(s) to run, e.g. all, vqvae, prior, sample")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: ./mlflow.db)")
+    parser.add_argument("--speaker-convert", action="store_true",
+                        help="audio: convert held-out utterances into every other speaker and score them")
+    parser.add_argument("--probe", action="store_true", help="audio: the phoneme probe of the trained codes")
     parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. quantizer.beta=0.5")
     return parser.parse_intermixed_args(argv)
 
@@ -44,8 +57,14 @@ def main(argv: list[str] | None = None):
     overrides = list(args.overrides)
     if args.tracking_uri:
         overrides.append(f"tracking.tracking_uri={args.tracking_uri}")
+    extra = {}
+    for flag, domains in DOMAIN_FLAGS.items():
+        if getattr(args, flag):
+            if args.domain not in domains:
+                raise SystemExit(f"--{flag.replace('_', '-')} is an option of: {', '.join(domains)}")
+            extra[flag] = True
     module = importlib.import_module(DOMAINS[args.domain])
-    return module.main(config, overrides, resume=args.resume, stage=args.stage)
+    return module.main(config, overrides, resume=args.resume, stage=args.stage, **extra)
 
 
 if __name__ == "__main__":

@@ -81,8 +81,10 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, monkeypatch
 
 
 def test_cli_errors_name_the_problem(tmp_path):
-    with pytest.raises(SystemExit, match="known domains: image"):
+    with pytest.raises(SystemExit, match="known domains: audio, image, video"):
         run.main(["imagery"])
+    with pytest.raises(SystemExit, match="--speaker-convert is an option of: audio"):
+        run.main(["image", "--speaker-convert"])
     with pytest.raises(ConfigError, match="unknown config key quantizer.betta"):
         run.main(_args(tmp_path, "quantizer.betta=0.5"))
     with pytest.raises(ConfigError, match="train.steps: expected int"):

@@ -1,0 +1,88 @@
+"""Typed configuration of the audio experiment (loaded from ``experiments/configs/audio/*.yaml``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.config import QuantizerConfig, TrackingConfig, TrainConfig
+
+
+@dataclass
+class AudioDataConfig:
+    """Where the speech comes from.
+
+    ``source``: ``"embedded"`` (a parallel multi-speaker corpus synthesized on first use with Debian's festival and
+    flite voices and cached under ``root``; works offline), ``"vctk"`` (``torchaudio.datasets.VCTK_092`` layout under
+    ``root``) or ``"librispeech"`` (``torchaudio.datasets.LIBRISPEECH`` layout under ``root``).
+    """
+
+    source: str = "embedded"
+    root: str = "data/audio"  # embedded: cache folder of the synthesized corpus; else the dataset's root
+    sample_rate: int = 16000  # Hz; files at another rate are resampled (real datasets) or refused (embedded)
+    num_sentences: int = 600  # embedded: distinct sentences, each read by every voice
+    voices: list[str] = field(default_factory=list)  # embedded: voice names (empty: all seven)
+    val_fraction: float = 0.1  # fraction of sentences held out (never heard in training)
+    crop_seconds: float = 0.5  # training crops, seconds (rounded down to a multiple of the encoder's hop)
+    subset: str = "train-clean-100"  # librispeech: which subset folder
+    alignments: str = ""  # real datasets: folder of TIMIT .PHN files or Montreal-Forced-Aligner TextGrids
+    max_utterances: int = 0  # real datasets: keep at most this many (0: all)
+    seed: int = 0
+
+
+@dataclass
+class AudioModelConfig:
+    """The paper's speech model (sec. 4.3): 6 strided convolutions (stride 2, window 4) → 64× fewer steps, and a
+    WaveNet decoder conditioned on the upsampled ``z_q`` (local) and on the speaker (global), predicting 256-way
+    μ-law samples."""
+
+    encoder_channels: int = 256  # hidden channels of the strided encoder
+    num_downsamples: int = 6  # stride-2 window-4 convolutions; 2**6 = 64× downsampling
+    mu_law_channels: int = 256  # μ-law quantization levels of the decoder's categorical output
+    residual_channels: int = 64  # WaveNet
+    skip_channels: int = 128
+    dilation_layers: int = 10  # dilations 1, 2, …, 2**(dilation_layers-1) in each cycle
+    dilation_cycles: int = 2
+    kernel_size: int = 2
+    speaker_dim: int = 64  # speaker embedding size (global conditioning)
+
+
+@dataclass
+class AudioPriorConfig:
+    """The second stage: a speaker-conditional causal dilated-convolution prior over the frozen VQ-VAE's codes."""
+
+    vqvae_checkpoint: str = ""  # empty: this run's own VQ-VAE checkpoint
+    crop_codes: int = 128  # training windows of this many codes
+    residual_channels: int = 64
+    skip_channels: int = 64
+    dilation_layers: int = 6
+    dilation_cycles: int = 2
+    kernel_size: int = 2
+    samples_per_speaker: int = 1  # utterances generated per speaker at the end (--stage sample)
+    sample_seconds: float = 1.0
+    temperature: float = 1.0
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1000, batch_size=32, lr=1e-3, eval_every=250,
+                                                                   log_every=50, checkpoint_every=250))
+
+
+@dataclass
+class AudioEvalConfig:
+    """What is measured after training: phoneme probes and speaker conversion."""
+
+    probe_utterances: int = 0  # training utterances used to fit the probes (0: all)
+    convert_utterances: int = 2  # held-out utterances per source speaker converted into every other speaker
+    convert_max_seconds: float = 2.0  # converted utterances are cut to this length (generation is sample by sample)
+    reconstructions: int = 2  # held-out utterances reconstructed and logged as wav
+    temperature: float = 1.0  # sampling temperature of the WaveNet decoder
+
+
+@dataclass
+class AudioConfig:
+    """The whole audio experiment."""
+
+    data: AudioDataConfig = field(default_factory=AudioDataConfig)
+    model: AudioModelConfig = field(default_factory=AudioModelConfig)
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=8))
+    prior: AudioPriorConfig = field(default_factory=AudioPriorConfig)
+    eval: AudioEvalConfig = field(default_factory=AudioEvalConfig)
+    tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment_name="vqvae-audio"))

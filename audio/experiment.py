@@ -1,0 +1,188 @@
+"""The audio experiment (paper sec. 4.3): train the speech VQ-VAE, probe its codes for phonemes, convert speakers,
+fit a prior over the codes and speak from it, logging everything to MLflow.
+
+``python experiments/run.py audio [--speaker-convert] [--probe] [--stage all|vqvae|probe|convert|prior|sample]``
+lands in :func:`main`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from audio.config import AudioConfig
+from audio.datasets import AudioCrops, AudioSplits, build_audio_datasets
+from audio.clips import clip_batch, pick_utterances
+from audio.frozen import load_frozen_vqvae, vqvae_checkpoint
+from audio.media import log_audio_comparison
+from audio.model import AudioVQVAE
+from audio.probe_stage import run_probe
+from core.checkpoint import state_hash
+from core.config import load_config, to_dict
+from core.media import usage_histogram
+from core.metrics import CodebookUsage
+from core.trainer import Trainer, resolve_device, seed_everything
+
+VAL_SEED = 12345  # the held-out crops are the same for every run and seed
+VAL_CROPS = 32
+EVAL_BATCH = 8
+TRAIN_ITEMS = 1_000_000  # crops are a pure function of their index; the sampler walks seeded permutations
+
+
+def crop_samples(cfg: AudioConfig) -> int:
+    """Training crop length in samples: ``crop_seconds`` rounded down to a multiple of the encoder's hop."""
+    hop = 2 ** cfg.model.num_downsamples
+    n = int(cfg.data.crop_seconds * cfg.data.sample_rate) // hop * hop
+    if n < hop:
+        raise ValueError(f"data.crop_seconds={cfg.data.crop_seconds} is shorter than one code ({hop} samples)")
+    return n
+
+
+class AudioVQVAETrainer(Trainer):
+    """Stage "vqvae": trains :class:`AudioVQVAE` on waveform crops; evaluates the decoder's teacher-forced NLL
+    (nats and bits per sample) and codebook health on fixed held-out crops; ends with the phoneme probe and logs
+    reconstructions (wav + spectrograms) of held-out utterances."""
+
+    def __init__(self, cfg: AudioConfig, splits: AudioSplits):
+        self.audio_cfg = cfg
+        self.splits = splits
+        n = crop_samples(cfg)
+        train_ds = AudioCrops(splits.train, splits.speakers, n, TRAIN_ITEMS, cfg.data.seed)
+        self.val_dataset = AudioCrops(splits.val, splits.speakers, n, VAL_CROPS, VAL_SEED)
+        seed_everything(cfg.train.seed)
+        model = AudioVQVAE(cfg.model, cfg.quantizer, num_speakers=len(splits.speakers))
+        super().__init__(model, train_ds, cfg.train, cfg.tracking, to_dict(cfg), name="vqvae")
+
+    def extra_params(self) -> dict[str, Any]:
+        seconds = lambda utts: sum(u.waveform.numel() for u in utts) / self.audio_cfg.data.sample_rate  # noqa: E731
+        return {"derived.speakers": ",".join(self.splits.speakers), "derived.hop": self.model.hop,
+                "derived.crop_samples": crop_samples(self.audio_cfg),
+                "derived.receptive_field": self.model.receptive_field,
+                "derived.train_utterances": len(self.splits.train), "derived.val_utterances": len(self.splits.val),
+                "derived.train_seconds": round(seconds(self.splits.train), 1),
+                "derived.val_seconds": round(seconds(self.splits.val), 1)}
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        return {"speakers": list(self.splits.speakers)}
+
+    def compute_loss(self, batch) -> dict[str, torch.Tensor]:
+        x, speaker = batch
+        out = self.model(x, speaker)
+        terms = {k: v.detach() for k, v in out.quantizer.terms().items() if k != "loss"}
+        return {"loss": out.loss, "recon_loss": out.recon_loss.detach(),
+                "quantizer_loss": out.quantizer.loss.detach(), **terms}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        usage = CodebookUsage(self.model.quantizer.codebook_size, self.model.quantizer.num_codebooks)
+        total, count = 0.0, 0
+        for x, speaker in DataLoader(self.val_dataset, batch_size=EVAL_BATCH):
+            out = self.model(x.to(self.device), speaker.to(self.device))
+            total += float(out.recon_loss) * x.shape[0]
+            count += x.shape[0]
+            usage.update(out.quantizer.indices)
+        self.last_usage = usage
+        nll = total / max(count, 1)
+        return {"recon_loss": nll, "bits_per_sample": nll / math.log(2), **usage.summary()}
+
+    @torch.no_grad()
+    def final_metrics(self) -> dict[str, float]:
+        result = run_probe(self.audio_cfg, self.model, self.splits, self.device, self.output_dir.parent / "probe",
+                           vqvae_key=state_hash(self.model))
+        return result
+
+    @torch.no_grad()
+    def log_media(self, step: int) -> None:
+        """Held-out utterances (cut to ``eval.convert_max_seconds``) next to their reconstructions, generated
+        sample by sample by the WaveNet decoder from the codes, as wav files and spectrograms; the usage histogram."""
+        import matplotlib.pyplot as plt
+
+        self.model.eval()
+        ecfg, sr = self.audio_cfg.eval, self.audio_cfg.data.sample_rate
+        utts = pick_utterances(self.splits.val, ecfg.reconstructions)
+        if utts:
+            x = clip_batch([u.waveform for u in utts], ecfg.convert_max_seconds, sr, self.model.hop).to(self.device)
+            speaker = torch.tensor([self.splits.speakers.index(u.speaker) for u in utts], device=self.device)
+            gen = torch.Generator(device="cpu").manual_seed(self.cfg.seed)
+            x_hat = self.model.decode(self.model.encode(x), speaker, temperature=ecfg.temperature, generator=gen)
+            waves = {}
+            for i, u in enumerate(utts):
+                waves[f"{u.speaker}_{u.sentence_id}_original"] = x[i].cpu()
+                waves[f"{u.speaker}_{u.sentence_id}_reconstruction"] = x_hat[i].cpu()
+            log_audio_comparison(self.tracker, waves, sr, f"reconstructions/step_{step:07d}",
+                                 "held-out originals and their reconstructions")
+        fig = usage_histogram(self.last_usage)
+        self.tracker.log_figure(fig, f"codebook_usage/step_{step:07d}.png")
+        plt.close(fig)
+        self.model.train()
+
+
+def _report(title: str, metrics: dict[str, float]) -> None:
+    print(f"\n{title}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+
+
+def run_vqvae(cfg: AudioConfig, splits: AudioSplits, resume: bool) -> dict[str, float]:
+    trainer = AudioVQVAETrainer(cfg, splits)
+    metrics = trainer.fit(resume=resume and trainer.checkpoint_path.exists())
+    _report("held-out metrics (vqvae)", metrics)
+    print(f"checkpoint: {trainer.checkpoint_path}")
+    if trainer.tracker:
+        print(f"MLflow UI: {trainer.tracker.ui_command()}")
+    return metrics
+
+
+STAGES = ("all", "vqvae", "probe", "convert", "prior", "sample")
+
+
+def plan_stages(stage: str, speaker_convert: bool, probe: bool, trained: bool) -> list[str]:
+    """The stages to run, in order.
+
+    ``all`` = vqvae (which ends with the probe) → prior → sample, with convert after vqvae when ``speaker_convert``.
+    ``--probe`` / ``--speaker-convert`` on their own (``stage == "all"``) with an already trained VQ-VAE run just that
+    evaluation; without one they train it first.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; known stages: {', '.join(STAGES)}")
+    if stage != "all":
+        return [stage] + (["convert"] if speaker_convert and stage == "vqvae" else [])
+    if probe and not speaker_convert:
+        return ["probe"] if trained else ["vqvae"]
+    if speaker_convert and trained:
+        return ["convert"] + (["probe"] if probe else [])
+    return ["vqvae"] + (["convert"] if speaker_convert else []) + ["prior", "sample"]
+
+
+def main(config_path: str | Path, overrides: list[str], resume: bool = False, stage: str = "all",
+         speaker_convert: bool = False, probe: bool = False) -> dict[str, float]:
+    """Run the audio experiment's stages (see :func:`plan_stages`); returns the metrics of the stages run."""
+    from audio.convert_stage import run_conversion
+    from audio.prior_stage import run_prior, run_sample
+
+    cfg = load_config(AudioConfig, config_path, overrides)
+    trained = vqvae_checkpoint(cfg).is_file() and not resume
+    stages = plan_stages(stage, speaker_convert, probe, trained)
+    splits = build_audio_datasets(cfg.data)
+    print(f"audio data: {len(splits.train)} training and {len(splits.val)} held-out utterances, "
+          f"{len(splits.speakers)} speakers ({', '.join(splits.speakers)}); stages: {' → '.join(stages)}")
+    metrics: dict[str, float] = {}
+    device = resolve_device(cfg.train.device)
+    for name in stages:
+        if name == "vqvae":
+            metrics.update(run_vqvae(cfg, splits, resume))
+        elif name == "probe":
+            model, _, _, digest = load_frozen_vqvae(vqvae_checkpoint(cfg), device)
+            result = run_probe(cfg, model, splits, device, Path(cfg.train.output_dir) / "probe", vqvae_key=digest,
+                               log=True)
+            _report("phoneme probe", result)
+            metrics.update(result)
+        elif name == "convert":
+            metrics.update(run_conversion(cfg, splits, device))
+        elif name == "prior":
+            metrics.update(run_prior(cfg, splits, device, resume))
+        elif name == "sample":
+            metrics.update(run_sample(cfg, splits, device))
+    return metrics

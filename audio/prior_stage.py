@@ -1,0 +1,157 @@
+"""Second stage of the audio experiment: a speaker-conditional causal dilated-convolution prior (a WaveNet over
+code indices, :mod:`priors.wavenet`) fitted to the frozen VQ-VAE's codes, and speech generated from it.
+
+Axis legend: U utterances, N code frames, B batch, S speakers, K codebook size, T waveform samples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from audio.config import AudioConfig
+from audio.datasets import AudioSplits
+from audio.frames import encode_utterances
+from audio.frozen import load_frozen_vqvae, vqvae_checkpoint
+from audio.media import log_audio_comparison
+from core.checkpoint import load_frozen
+from core.config import to_dict
+from core.trainer import Trainer, seed_everything
+from core.tracking import Tracker
+from priors.wavenet import build_code_prior
+
+VAL_WINDOWS = 256
+VAL_SEED = 12345
+
+
+class CodeWindows(Dataset):
+    """Windows of ``length`` consecutive codes of whole utterances; item i → ``(codes [length] long, speaker
+    long)``, a pure function of ``(seed, i)``; utterances are drawn in proportion to their length.
+
+    Raises:
+        ValueError: no utterance has ``length`` codes.
+    """
+
+    def __init__(self, codes: list[torch.Tensor], speakers: list[int], length: int, num_items: int, seed: int):
+        keep = [i for i, c in enumerate(codes) if c.shape[0] >= length]
+        if not keep:
+            raise ValueError(f"no utterance is {length} codes long; lower prior.crop_codes")
+        self.codes = [codes[i] for i in keep]
+        self.speakers = [speakers[i] for i in keep]
+        sizes = np.array([c.shape[0] - length + 1 for c in self.codes], dtype=np.float64)
+        self.cumulative = np.cumsum(sizes / sizes.sum())
+        self.length, self.num_items, self.seed = length, num_items, seed
+
+    def __len__(self) -> int:
+        return self.num_items
+
+    def __getitem__(self, i: int):
+        rng = np.random.default_rng([self.seed, i])
+        u = min(int(np.searchsorted(self.cumulative, rng.random(), side="right")), len(self.codes) - 1)
+        start = int(rng.integers(0, self.codes[u].shape[0] - self.length + 1))
+        return self.codes[u][start:start + self.length], torch.tensor(self.speakers[u])
+
+
+def utterance_codes(model, utterances, speakers: list[str], sample_rate: int, device) -> tuple[list, list[int]]:
+    """Per-utterance code sequences ``[N_u]`` and speaker indices."""
+    frames = encode_utterances(model, utterances, sample_rate, device)
+    o = frames.offsets
+    return ([frames.codes[o[i]:o[i + 1]] for i in range(len(utterances))],
+            [speakers.index(u.speaker) for u in utterances])
+
+
+class AudioPriorTrainer(Trainer):
+    """Stage "prior": fits the code prior; logs ``train/loss`` (nats per code) and ``val/nll`` in bits per code."""
+
+    def __init__(self, cfg: AudioConfig, train_ds: CodeWindows, val_ds: CodeWindows, codebook_size: int,
+                 speakers: list[str], vqvae_hash: str):
+        p = cfg.prior
+        seed_everything(p.train.seed)
+        model = build_code_prior(codebook_size, len(speakers), p.residual_channels, p.skip_channels,
+                                 p.dilation_layers, p.dilation_cycles, p.kernel_size)
+        self.val_dataset, self.speakers, self.vqvae_hash = val_ds, speakers, vqvae_hash
+        self.codebook_size = codebook_size
+        train_cfg = dataclasses.replace(p.train, output_dir=cfg.train.output_dir)
+        super().__init__(model, train_ds, train_cfg, cfg.tracking, to_dict(cfg), name="prior")
+
+    def extra_params(self) -> dict[str, Any]:
+        return {"derived.vqvae_hash": self.vqvae_hash, "derived.prior_receptive_field": self.model.receptive_field}
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        return {"codebook_size": self.codebook_size, "speakers": self.speakers, "vqvae_hash": self.vqvae_hash}
+
+    def compute_loss(self, batch) -> dict[str, torch.Tensor]:
+        codes, speaker = batch
+        return {"loss": self.model.loss(codes, global_ids=speaker)}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        total, count = 0.0, 0
+        for codes, speaker in DataLoader(self.val_dataset, batch_size=64):
+            codes, speaker = codes.to(self.device), speaker.to(self.device)
+            total += float(self.model.loss(codes, global_ids=speaker)) * codes.numel()
+            count += codes.numel()
+        nats = total / max(count, 1)
+        return {"nll": nats / math.log(2), "nll_nats": nats}
+
+
+def run_prior(cfg: AudioConfig, splits: AudioSplits, device: torch.device, resume: bool) -> dict[str, float]:
+    """Extract the codes of every utterance with the frozen VQ-VAE, then fit the prior."""
+    vqvae, _, speakers, digest = load_frozen_vqvae(vqvae_checkpoint(cfg), device)
+    sr = cfg.data.sample_rate
+    train_codes, train_spk = utterance_codes(vqvae, splits.train, speakers, sr, device)
+    val_codes, val_spk = utterance_codes(vqvae, splits.val, speakers, sr, device)
+    p = cfg.prior
+    train_ds = CodeWindows(train_codes, train_spk, p.crop_codes, 1_000_000, cfg.data.seed)
+    val_ds = CodeWindows(val_codes, val_spk, p.crop_codes, VAL_WINDOWS, VAL_SEED)
+    trainer = AudioPriorTrainer(cfg, train_ds, val_ds, vqvae.quantizer.codebook_size, speakers, digest)
+    metrics = trainer.fit(resume=resume and trainer.checkpoint_path.exists())
+    print("\nheld-out metrics (prior): " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    return {f"prior/{k}": v for k, v in metrics.items()}
+
+
+def load_prior(path: Path, codebook_size: int, speakers: list[str], vqvae_hash: str, cfg: AudioConfig, device):
+    """The trained prior, refused (ValueError) when fitted to another codebook, speaker set or VQ-VAE."""
+    p = cfg.prior
+
+    def build(payload):
+        for key, want in (("codebook_size", codebook_size), ("speakers", speakers), ("vqvae_hash", vqvae_hash)):
+            if payload.get(key) != want:
+                raise ValueError(f"the prior's {key} ({payload.get(key)}) differs from the VQ-VAE's ({want})")
+        return build_code_prior(codebook_size, len(speakers), p.residual_channels, p.skip_channels,
+                                p.dilation_layers, p.dilation_cycles, p.kernel_size)
+
+    return load_frozen(path, build, device)[0]
+
+
+@torch.no_grad()
+def run_sample(cfg: AudioConfig, splits: AudioSplits, device: torch.device) -> dict[str, float]:
+    """Stage "sample": codes sampled from the prior for every speaker, spoken by the WaveNet decoder in the same
+    voice, logged as wav files and spectrograms."""
+    vqvae, _, speakers, digest = load_frozen_vqvae(vqvae_checkpoint(cfg), device)
+    prior_path = Path(cfg.train.output_dir) / "prior" / "checkpoints" / "latest.pt"
+    prior = load_prior(prior_path, vqvae.quantizer.codebook_size, speakers, digest, cfg, device)
+    p = cfg.prior
+    num_codes = max(1, int(p.sample_seconds * cfg.data.sample_rate) // vqvae.hop)
+    ids = torch.arange(len(speakers), device=device).repeat_interleave(p.samples_per_speaker)  # [B]
+    gen = torch.Generator(device="cpu").manual_seed(cfg.train.seed)
+    codes = prior.generate(num_codes, global_ids=ids, temperature=p.temperature, generator=gen)  # [B, N]
+    waves = vqvae.decode(codes, ids, temperature=cfg.eval.temperature, generator=gen).cpu()  # [B, T]
+    tracker = Tracker(dataclasses.replace(cfg.tracking, run_name=(cfg.tracking.run_name or "audio") + "-sample"))
+    tracker.log_params({"stage": "sample", "derived.vqvae_hash": digest, "prior.temperature": p.temperature,
+                        "prior.sample_seconds": p.sample_seconds, "prior_checkpoint": str(prior_path)})
+    names = [f"{speakers[int(s)]}_{i % p.samples_per_speaker}" for i, s in enumerate(ids)]
+    log_audio_comparison(tracker, dict(zip(names, waves)), cfg.data.sample_rate, "samples",
+                         "speech generated from prior samples of the codes")
+    distinct = float(codes.unique().numel())
+    tracker.log_metrics({"sample/distinct_codes": distinct}, 0)
+    tracker.end()
+    print(f"\nsampled {len(names)} utterances of {num_codes} codes ({distinct:.0f} distinct codes); "
+          f"MLflow UI: {tracker.ui_command()}")
+    return {"sample/utterances": float(len(names)), "sample/distinct_codes": distinct}

@@ -1,0 +1,83 @@
+"""The phoneme-probe stage: codes of whole training and held-out utterances, the paper's code → phone mapping and
+the linear probe on ``z_e`` (see :mod:`audio.probe`), with the mapping saved for the conversion stage.
+
+Axis legend: N code frames, K codebook size, P phone labels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from pathlib import Path
+
+import torch
+
+from audio.config import AudioConfig
+from audio.datasets import AudioSplits
+from audio.frames import NUM_PHONES, encode_utterances
+from audio.probe import probe_codes
+from core.tracking import Tracker
+
+LINEAR_PROBE_UTTERANCES = 300  # per split: z_e of this many utterances feed the logistic regression
+
+
+def _subset(utterances: list, count: int, seed: int) -> list:
+    if count <= 0 or count >= len(utterances):
+        return list(utterances)
+    return random.Random(seed).sample(list(utterances), count)
+
+
+def aligned(utterances: list) -> list:
+    """The utterances that carry a phone alignment."""
+    return [u for u in utterances if u.segments]
+
+
+@torch.no_grad()
+def run_probe(cfg: AudioConfig, model, splits: AudioSplits, device: torch.device, out_dir: Path,
+              vqvae_key: str, log: bool = False) -> dict[str, float]:
+    """Fit and score the probes; returns metrics (``phone_accuracy``, ``phone_majority_accuracy``,
+    ``phone_accuracy_ratio``, ``phone_linear_probe_accuracy``) or ``{}`` when the data has no alignments.
+
+    Saves ``{"mapping": [K] long, "key": vqvae_key}`` to ``out_dir/mapping.pt``. With ``log`` the metrics go to an
+    MLflow run of their own (stage "probe").
+    """
+    train_utts = _subset(aligned(splits.train), cfg.eval.probe_utterances, cfg.data.seed)
+    val_utts = aligned(splits.val)
+    if not train_utts or not val_utts:
+        print("phoneme probe skipped: the utterances have no phone alignments")
+        return {}
+    model.eval()
+    sr = cfg.data.sample_rate
+    train = encode_utterances(model, train_utts, sr, device)
+    val = encode_utterances(model, val_utts, sr, device, with_z=True)
+    z_train = encode_utterances(model, _subset(train_utts, LINEAR_PROBE_UTTERANCES, cfg.data.seed + 1), sr, device,
+                                with_z=True)
+    z_val_utts = _subset(val_utts, LINEAR_PROBE_UTTERANCES, cfg.data.seed + 2)
+    z_val = val if len(z_val_utts) == len(val_utts) else encode_utterances(model, z_val_utts, sr, device, with_z=True)
+    k = model.quantizer.codebook_size
+    result, mapping = probe_codes(train.codes, train.labels, val.codes, val.labels, k, NUM_PHONES,
+                                  train_z=z_train.z_e, val_z=z_val.z_e, seed=cfg.data.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / "mapping.pt.tmp"
+    torch.save({"mapping": mapping, "key": vqvae_key}, tmp)
+    tmp.replace(out_dir / "mapping.pt")
+    metrics = {**result.metrics(), "phone_frames_train": float(result.frames_train),
+               "phone_frames_val": float(result.frames_val), "phones_seen": float(result.num_phones_seen)}
+    print(f"phoneme probe: code → phone {result.code_accuracy:.1%} vs majority phone {result.majority_accuracy:.1%} "
+          f"({result.ratio:.2f}×), linear probe on z_e {result.linear_accuracy:.1%}; "
+          f"{result.frames_train} training / {result.frames_val} held-out frames")
+    if log:
+        tracker = Tracker(dataclasses.replace(cfg.tracking, run_name=(cfg.tracking.run_name or "audio") + "-probe"))
+        tracker.log_params({"stage": "probe", "derived.vqvae": vqvae_key, "eval.probe_utterances": len(train_utts)})
+        tracker.log_metrics({f"val/{k}": v for k, v in metrics.items()}, 0)
+        tracker.end()
+    return metrics
+
+
+def load_mapping(out_dir: Path, vqvae_key: str) -> torch.Tensor | None:
+    """The saved code → phone mapping ``[K]`` when it belongs to ``vqvae_key``, else None."""
+    path = out_dir / "mapping.pt"
+    if not path.is_file():
+        return None
+    saved = torch.load(path, map_location="cpu")
+    return saved["mapping"] if saved.get("key") == vqvae_key else None
