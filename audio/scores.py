@@ -9,7 +9,8 @@ Axis legend: T waveform samples, F analysis frames, C cepstral coefficients.
 - :func:`mel_cepstral_distortion` — MCD in dB between two renderings of the same sentence, after dynamic time warping
   (librosa), over coefficients 1..C (c0, the energy, excluded):
   ``MCD = (10 / ln 10) · sqrt(2 · Σ_c (c_c − c'_c)²)`` averaged over the warping path (Kubichek 1993).
-  The cepstra here are the DCT of the log *amplitude* mel spectrum (80 bands, 64 ms windows, 16 ms hop at 16 kHz),
+  The cepstra here are the cosine transform of the log *amplitude* mel spectrum (80 bands, 64 ms windows, 16 ms
+  hop at 16 kHz), scaled so that ``log|X| = c0 + 2·Σ c_d cos(·)``,
   not SPTK's all-pass mel-cepstral analysis, so values compare within this suite and only roughly with published
   MCDs.
 """
@@ -51,7 +52,9 @@ def mel_cepstrum(wave: torch.Tensor | np.ndarray, sample_rate: int, num_cepstra:
     power = librosa.feature.melspectrogram(y=w, sr=sample_rate, n_fft=n_fft, hop_length=int(HOP_SECONDS * sample_rate),
                                            n_mels=N_MELS, center=False)  # [N_MELS, F]
     log_amplitude = 0.5 * np.log(np.maximum(power, 1e-10))
-    cepstra = dct(log_amplitude, type=2, axis=0, norm="ortho")  # [N_MELS, F]
+    # unnormalized DCT-II / N_MELS: log|X| = c0 + 2·Σ_d c_d·cos(π·d·(m + ½)/N_MELS) over the mel bands m, the
+    # cepstral convention the MCD formula assumes
+    cepstra = dct(log_amplitude, type=2, axis=0) / (2 * N_MELS)  # [N_MELS, F]
     return cepstra[1:num_cepstra + 1].T.astype(np.float64)  # [F, C]
 
 
