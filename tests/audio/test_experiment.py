@@ -1,0 +1,69 @@
+"""The audio job end to end on the tiny embedded corpus, and how the command line picks its stages."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from audio.experiment import plan_stages
+from audio.frozen import load_frozen_vqvae
+from experiments import run
+from tests.audio.conftest import TINY_SEED, TINY_SENTENCES
+
+TINY = ["train.steps=3", "train.eval_every=2", "train.log_every=1", "train.batch_size=2", "train.threads=1",
+        "data.crop_seconds=0.128", "model.encoder_channels=8", "model.residual_channels=8", "model.skip_channels=8",
+        "model.dilation_layers=3", "model.dilation_cycles=1", "model.speaker_dim=4", "quantizer.codebook_size=16",
+        "quantizer.code_dim=4", "eval.convert_utterances=1", "eval.convert_max_seconds=0.1", "eval.reconstructions=1",
+        "prior.train.steps=2", "prior.train.eval_every=2", "prior.crop_codes=8", "prior.residual_channels=8",
+        "prior.skip_channels=8", "prior.dilation_layers=2", "prior.dilation_cycles=1", "prior.sample_seconds=0.1"]
+
+
+def _artifacts(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_speaker_convert_runs_end_to_end(tiny_corpus, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default MLflow store is ./mlflow.db
+    args = ["audio", "--speaker-convert", f"data.root={tiny_corpus}", f"data.num_sentences={TINY_SENTENCES}",
+            f"data.seed={TINY_SEED}", "data.val_fraction=0.25", f"train.output_dir={tmp_path / 'out'}", *TINY]
+    metrics = run.main(args)
+    ckpt = tmp_path / "out" / "vqvae" / "checkpoints" / "latest.pt"
+    model, cfg, speakers, _ = load_frozen_vqvae(ckpt, torch.device("cpu"))
+    assert len(speakers) == 7 and cfg.train.steps == 3 and model.hop == 64
+    for key in ("recon_loss", "bits_per_sample", "perplexity", "phone_accuracy", "phone_majority_accuracy",
+                "phone_linear_probe_accuracy", "convert/target_speaker_accuracy", "convert/mcd",
+                "convert/mcd_unconverted", "convert/phone_accuracy", "prior/nll", "sample/utterances"):
+        assert key in metrics, key
+    assert 0.0 <= metrics["convert/target_speaker_accuracy"] <= 1.0
+    assert metrics["convert/conversions"] == 7 * 6  # one clip per speaker into each of the six others
+    assert metrics["convert/mcd"] > 0
+    assert (tmp_path / "out" / "prior" / "checkpoints" / "latest.pt").is_file()
+    assert (tmp_path / "out" / "probe" / "mapping.pt").is_file()
+    files = _artifacts(tmp_path / "mlartifacts")
+    assert any(f.endswith("reconstructions/step_0000003/spectrograms.png") for f in files)
+    assert sum(f.endswith(".wav") and "/conversions/" in f for f in files) == 7 * 8  # original + 7 voices each
+    assert sum(f.endswith(".wav") and "/samples/" in f for f in files) == 7
+    assert (tmp_path / "mlflow.db").is_file()
+
+    # the probe alone reuses the trained VQ-VAE and gives the same numbers as at the end of training
+    again = run.main(["audio", "--probe", f"data.root={tiny_corpus}", f"data.num_sentences={TINY_SENTENCES}",
+                      "data.val_fraction=0.25", f"train.output_dir={tmp_path / 'out'}", *TINY])
+    assert again["phone_accuracy"] == pytest.approx(metrics["phone_accuracy"])
+
+
+@pytest.mark.parametrize("stage, convert, probe, trained, expected", [
+    ("all", False, False, False, ["vqvae", "prior", "sample"]),
+    ("all", True, False, False, ["vqvae", "convert", "prior", "sample"]),
+    ("all", True, False, True, ["convert"]),
+    ("all", False, True, True, ["probe"]),
+    ("all", False, True, False, ["vqvae"]),
+    ("prior", False, False, True, ["prior"]),
+    ("vqvae", True, False, True, ["vqvae", "convert"]),
+])
+def test_plan_stages(stage, convert, probe, trained, expected):
+    assert plan_stages(stage, convert, probe, trained) == expected
+
+
+def test_unknown_stage_is_refused():
+    with pytest.raises(ValueError, match="known stages"):
+        plan_stages("decode", False, False, False)
