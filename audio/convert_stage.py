@@ -35,6 +35,7 @@ from audio.phones import frame_labels
 from audio.probe_stage import load_mapping, run_probe
 from audio.scores import SpeakerClassifier, mel_cepstral_distortion
 from core.tracking import Tracker
+from core.trainer import num_threads
 
 CLASSIFIER_UTTERANCES = 120  # training utterances per speaker for the speaker classifier
 
@@ -78,7 +79,8 @@ def convert_all(model, clips: torch.Tensor, num_speakers: int, temperature: floa
     codes = codes.repeat_interleave(num_speakers, dim=0)  # [B*S, N]
     targets = torch.arange(num_speakers, device=device).repeat(b)  # [B*S]
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    out = model.decode(codes, targets, temperature=temperature, generator=gen)  # [B*S, T]
+    with num_threads(1):
+        out = model.decode(codes, targets, temperature=temperature, generator=gen)  # [B*S, T]
     return out.view(b, num_speakers, -1).cpu()
 
 

@@ -25,7 +25,7 @@ from core.checkpoint import state_hash
 from core.config import load_config, to_dict
 from core.media import usage_histogram
 from core.metrics import CodebookUsage
-from core.trainer import Trainer, resolve_device, seed_everything
+from core.trainer import Trainer, num_threads, resolve_device, seed_everything
 
 VAL_SEED = 12345  # the held-out crops are the same for every run and seed
 VAL_CROPS = 32
@@ -108,7 +108,9 @@ class AudioVQVAETrainer(Trainer):
             x = clip_batch([u.waveform for u in utts], ecfg.convert_max_seconds, sr, self.model.hop).to(self.device)
             speaker = torch.tensor([self.splits.speakers.index(u.speaker) for u in utts], device=self.device)
             gen = torch.Generator(device="cpu").manual_seed(self.cfg.seed)
-            x_hat = self.model.decode(self.model.encode(x), speaker, temperature=ecfg.temperature, generator=gen)
+            with num_threads(1):
+                x_hat = self.model.decode(self.model.encode(x), speaker, temperature=ecfg.temperature,
+                                          generator=gen)
             waves = {}
             for i, u in enumerate(utts):
                 waves[f"{u.speaker}_{u.sentence_id}_original"] = x[i].cpu()

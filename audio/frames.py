@@ -6,6 +6,7 @@ Axis legend: T waveform samples, N code frames (one per ``hop`` samples), D code
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,6 +19,9 @@ def pad_to_hop(wave: torch.Tensor, hop: int) -> torch.Tensor:
     """Zero-pad a waveform ``[T]`` at the end to a multiple of ``hop`` samples (at least one hop)."""
     length = max(hop, -(-wave.shape[-1] // hop) * hop)
     return torch.nn.functional.pad(wave, (0, length - wave.shape[-1]))
+
+
+NUM_PHONES = len(PHONES)
 
 
 @dataclass
@@ -59,4 +63,34 @@ def encode_utterances(model, utterances: list[Utterance], sample_rate: int, devi
                            z_e=np.concatenate(zs) if zs else None, offsets=offsets)
 
 
-NUM_PHONES = len(PHONES)
+
+
+@torch.no_grad()
+def utterance_codes(model, utterances: list[Utterance], device: torch.device) -> list[torch.Tensor]:
+    """Code indices ``[N_u]`` (first codebook) of every utterance, one utterance at a time."""
+    out = []
+    for utt in utterances:
+        idx = model.encode(pad_to_hop(utt.waveform, model.hop)[None].to(device))[0]  # [N] or [N, G]
+        out.append(idx.reshape(idx.shape[0], -1)[:, 0].cpu())
+    return out
+
+
+def cached_utterance_codes(path: Path, model, vqvae_hash: str, utterances: list[Utterance],
+                           device: torch.device) -> list[torch.Tensor]:
+    """:func:`utterance_codes`, cached in ``path`` and reused only for the same VQ-VAE weights and utterances."""
+    key = {"vqvae_hash": vqvae_hash, "utterances": [(u.speaker, u.sentence_id, u.waveform.numel()) for u in utterances]}
+    if path.is_file():
+        cached = torch.load(path, map_location="cpu")
+        if cached.get("key") == key:
+            return cached["codes"]
+    codes = utterance_codes(model, utterances, device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"codes": codes, "key": key}, tmp)
+    tmp.replace(path)
+    return codes
+
+
+def phone_labels(utterances: list[Utterance], codes: list[torch.Tensor], hop: int, sample_rate: int) -> torch.Tensor:
+    """Phone label of every code frame ``[ΣN_u]`` long, from each utterance's alignment at the frame centres."""
+    return torch.cat([frame_labels(u.segments, c.shape[0], hop / sample_rate) for u, c in zip(utterances, codes)])

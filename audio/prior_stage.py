@@ -17,12 +17,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from audio.config import AudioConfig
 from audio.datasets import AudioSplits
-from audio.frames import encode_utterances
+from audio.frames import cached_utterance_codes
 from audio.frozen import load_frozen_vqvae, vqvae_checkpoint
 from audio.media import log_audio_comparison
 from core.checkpoint import load_frozen
 from core.config import to_dict
-from core.trainer import Trainer, seed_everything
+from core.trainer import Trainer, num_threads, seed_everything
 from core.tracking import Tracker
 from priors.wavenet import build_code_prior
 
@@ -56,14 +56,6 @@ class CodeWindows(Dataset):
         u = min(int(np.searchsorted(self.cumulative, rng.random(), side="right")), len(self.codes) - 1)
         start = int(rng.integers(0, self.codes[u].shape[0] - self.length + 1))
         return self.codes[u][start:start + self.length], torch.tensor(self.speakers[u])
-
-
-def utterance_codes(model, utterances, speakers: list[str], sample_rate: int, device) -> tuple[list, list[int]]:
-    """Per-utterance code sequences ``[N_u]`` and speaker indices."""
-    frames = encode_utterances(model, utterances, sample_rate, device)
-    o = frames.offsets
-    return ([frames.codes[o[i]:o[i + 1]] for i in range(len(utterances))],
-            [speakers.index(u.speaker) for u in utterances])
 
 
 class AudioPriorTrainer(Trainer):
@@ -104,9 +96,11 @@ class AudioPriorTrainer(Trainer):
 def run_prior(cfg: AudioConfig, splits: AudioSplits, device: torch.device, resume: bool) -> dict[str, float]:
     """Extract the codes of every utterance with the frozen VQ-VAE, then fit the prior."""
     vqvae, _, speakers, digest = load_frozen_vqvae(vqvae_checkpoint(cfg), device)
-    sr = cfg.data.sample_rate
-    train_codes, train_spk = utterance_codes(vqvae, splits.train, speakers, sr, device)
-    val_codes, val_spk = utterance_codes(vqvae, splits.val, speakers, sr, device)
+    cache = Path(cfg.train.output_dir) / "codes"
+    train_codes = cached_utterance_codes(cache / "train.pt", vqvae, digest, splits.train, device)
+    val_codes = cached_utterance_codes(cache / "val.pt", vqvae, digest, splits.val, device)
+    train_spk = [speakers.index(u.speaker) for u in splits.train]
+    val_spk = [speakers.index(u.speaker) for u in splits.val]
     p = cfg.prior
     train_ds = CodeWindows(train_codes, train_spk, p.crop_codes, 1_000_000, cfg.data.seed)
     val_ds = CodeWindows(val_codes, val_spk, p.crop_codes, VAL_WINDOWS, VAL_SEED)
@@ -141,8 +135,9 @@ def run_sample(cfg: AudioConfig, splits: AudioSplits, device: torch.device) -> d
     num_codes = max(1, int(p.sample_seconds * cfg.data.sample_rate) // vqvae.hop)
     ids = torch.arange(len(speakers), device=device).repeat_interleave(p.samples_per_speaker)  # [B]
     gen = torch.Generator(device="cpu").manual_seed(cfg.train.seed)
-    codes = prior.generate(num_codes, global_ids=ids, temperature=p.temperature, generator=gen)  # [B, N]
-    waves = vqvae.decode(codes, ids, temperature=cfg.eval.temperature, generator=gen).cpu()  # [B, T]
+    with num_threads(1):
+        codes = prior.generate(num_codes, global_ids=ids, temperature=p.temperature, generator=gen)  # [B, N]
+        waves = vqvae.decode(codes, ids, temperature=cfg.eval.temperature, generator=gen).cpu()  # [B, T]
     tracker = Tracker(dataclasses.replace(cfg.tracking, run_name=(cfg.tracking.run_name or "audio") + "-sample"))
     tracker.log_params({"stage": "sample", "derived.vqvae_hash": digest, "prior.temperature": p.temperature,
                         "prior.sample_seconds": p.sample_seconds, "prior_checkpoint": str(prior_path)})

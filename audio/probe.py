@@ -111,23 +111,28 @@ def linear_probe(train_z: np.ndarray, train_labels: np.ndarray, val_z: np.ndarra
 
 def probe_codes(train_codes: torch.Tensor, train_labels: torch.Tensor, val_codes: torch.Tensor,
                 val_labels: torch.Tensor, codebook_size: int, num_phones: int,
-                train_z: np.ndarray | None = None, val_z: np.ndarray | None = None, seed: int = 0
+                linear: tuple[np.ndarray, torch.Tensor, np.ndarray, torch.Tensor] | None = None, seed: int = 0
                 ) -> tuple[ProbeResult, torch.Tensor]:
     """The whole protocol on concatenated frames: returns the result and the code → phone mapping ``[K]``.
 
     Args:
         train_codes, train_labels: ``[N_train]`` long, frames of the training utterances.
         val_codes, val_labels: ``[N_val]`` long, frames of the held-out utterances.
-        train_z, val_z: optional ``[N, D]`` encoder outputs of the same frames for the linear probe.
+        linear: optional ``(train_z [M, D], train_z_labels [M], val_z [V, D], val_z_labels [V])``: encoder outputs
+            and phone labels of (possibly fewer) training and held-out frames for the linear probe.
     """
     counts = code_phone_counts(train_codes, train_labels, codebook_size, num_phones)
     mapping = code_phone_mapping(counts)
-    linear = None
-    if train_z is not None and val_z is not None:
-        linear = linear_probe(train_z, train_labels.numpy(), val_z, val_labels.numpy(), seed=seed)
+    linear_accuracy = None
+    if linear is not None:
+        train_z, train_z_labels, val_z, val_z_labels = linear
+        if len(train_z) != len(train_z_labels) or len(val_z) != len(val_z_labels):
+            raise ValueError("the linear probe needs one phone label per z_e frame")
+        linear_accuracy = linear_probe(train_z, np.asarray(train_z_labels), val_z, np.asarray(val_z_labels),
+                                       seed=seed)
     result = ProbeResult(code_accuracy=mapping_accuracy(mapping, val_codes, val_labels),
                          majority_accuracy=majority_accuracy(train_labels, val_labels, num_phones),
-                         linear_accuracy=linear, frames_train=int(train_codes.numel()),
+                         linear_accuracy=linear_accuracy, frames_train=int(train_codes.numel()),
                          frames_val=int(val_codes.numel()),
                          num_phones_seen=int((counts.sum(0) > 0).sum()))
     return result, mapping

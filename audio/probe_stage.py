@@ -14,7 +14,7 @@ import torch
 
 from audio.config import AudioConfig
 from audio.datasets import AudioSplits
-from audio.frames import NUM_PHONES, encode_utterances
+from audio.frames import NUM_PHONES, cached_utterance_codes, encode_utterances, phone_labels
 from audio.probe import probe_codes
 from core.tracking import Tracker
 
@@ -38,6 +38,7 @@ def run_probe(cfg: AudioConfig, model, splits: AudioSplits, device: torch.device
     """Fit and score the probes; returns metrics (``phone_accuracy``, ``phone_majority_accuracy``,
     ``phone_accuracy_ratio``, ``phone_linear_probe_accuracy``) or ``{}`` when the data has no alignments.
 
+    Codes of whole utterances are cached in ``out_dir/../codes`` (shared with the prior stage).
     Saves ``{"mapping": [K] long, "key": vqvae_key}`` to ``out_dir/mapping.pt``. With ``log`` the metrics go to an
     MLflow run of their own (stage "probe").
     """
@@ -47,16 +48,22 @@ def run_probe(cfg: AudioConfig, model, splits: AudioSplits, device: torch.device
         print("phoneme probe skipped: the utterances have no phone alignments")
         return {}
     model.eval()
-    sr = cfg.data.sample_rate
-    train = encode_utterances(model, train_utts, sr, device)
-    val = encode_utterances(model, val_utts, sr, device, with_z=True)
+    sr, hop = cfg.data.sample_rate, model.hop
+    cache = out_dir.parent / "codes"
+    train_codes = cached_utterance_codes(cache / "train.pt", model, vqvae_key, splits.train, device)
+    val_codes = cached_utterance_codes(cache / "val.pt", model, vqvae_key, splits.val, device)
+    position = {id(u): i for i, u in enumerate(splits.train)}
+    train_codes = [train_codes[position[id(u)]] for u in train_utts]
+    position = {id(u): i for i, u in enumerate(splits.val)}
+    val_codes = [val_codes[position[id(u)]] for u in val_utts]
     z_train = encode_utterances(model, _subset(train_utts, LINEAR_PROBE_UTTERANCES, cfg.data.seed + 1), sr, device,
                                 with_z=True)
-    z_val_utts = _subset(val_utts, LINEAR_PROBE_UTTERANCES, cfg.data.seed + 2)
-    z_val = val if len(z_val_utts) == len(val_utts) else encode_utterances(model, z_val_utts, sr, device, with_z=True)
+    z_val = encode_utterances(model, _subset(val_utts, LINEAR_PROBE_UTTERANCES, cfg.data.seed + 2), sr, device,
+                              with_z=True)
     k = model.quantizer.codebook_size
-    result, mapping = probe_codes(train.codes, train.labels, val.codes, val.labels, k, NUM_PHONES,
-                                  train_z=z_train.z_e, val_z=z_val.z_e, seed=cfg.data.seed)
+    result, mapping = probe_codes(torch.cat(train_codes), phone_labels(train_utts, train_codes, hop, sr),
+                                  torch.cat(val_codes), phone_labels(val_utts, val_codes, hop, sr), k, NUM_PHONES,
+                                  linear=(z_train.z_e, z_train.labels, z_val.z_e, z_val.labels), seed=cfg.data.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / "mapping.pt.tmp"
     torch.save({"mapping": mapping, "key": vqvae_key}, tmp)

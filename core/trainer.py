@@ -14,6 +14,7 @@ optionally, ``log_media(step)``). The loop owns the rest:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import random
@@ -42,6 +43,21 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def num_threads(n: int):
+    """Run a block with ``n`` torch intra-op threads, restoring the previous count after.
+
+    Sample-by-sample generation issues thousands of tiny ops per second; on a small CPU one thread is faster than
+    several, which spend the time waiting for each other.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def resolve_device(name: str) -> torch.device:
