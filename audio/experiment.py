@@ -25,7 +25,7 @@ from core.checkpoint import state_hash
 from core.config import load_config, to_dict
 from core.media import usage_histogram
 from core.metrics import CodebookUsage
-from core.trainer import Trainer, num_threads, resolve_device, seed_everything
+from core.trainer import Trainer, num_threads, resolve_device, seed_everything, vqvae_loss_terms
 
 VAL_SEED = 12345  # the held-out crops are the same for every run and seed
 VAL_CROPS = 32
@@ -71,10 +71,7 @@ class AudioVQVAETrainer(Trainer):
 
     def compute_loss(self, batch) -> dict[str, torch.Tensor]:
         x, speaker = batch
-        out = self.model(x, speaker)
-        terms = {k: v.detach() for k, v in out.quantizer.terms().items() if k != "loss"}
-        return {"loss": out.loss, "recon_loss": out.recon_loss.detach(),
-                "quantizer_loss": out.quantizer.loss.detach(), **terms}
+        return vqvae_loss_terms(self.model(x, speaker))
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

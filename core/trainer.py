@@ -96,6 +96,14 @@ def parameter_count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
+def vqvae_loss_terms(out: Any) -> dict[str, torch.Tensor]:
+    """The training terms of a VQ-VAE forward output (any domain's: it carries ``loss``, ``recon_loss`` and the
+    ``quantizer`` output): ``loss`` to minimise, the rest detached for logging."""
+    terms = {k: v.detach() for k, v in out.quantizer.terms().items() if k != "loss"}
+    return {"loss": out.loss, "recon_loss": out.recon_loss.detach(), "quantizer_loss": out.quantizer.loss.detach(),
+            **terms}
+
+
 class Trainer:
     """Base training loop; see the module docstring.
 

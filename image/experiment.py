@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from core.config import load_config, to_dict
 from core.metrics import CodebookUsage, nmse, psnr
 from core.tracking import Tracker
-from core.trainer import Trainer, resolve_device, seed_everything
+from core.trainer import Trainer, resolve_device, seed_everything, vqvae_loss_terms
 from image.config import ImageConfig
 from image.data import build_image_datasets, data_variance
 from image.media import image_grid, usage_histogram
@@ -49,10 +49,7 @@ class ImageVQVAETrainer(Trainer):
 
     def compute_loss(self, batch) -> dict[str, torch.Tensor]:
         x, _ = batch
-        out = self.model(x)
-        terms = {k: v.detach() for k, v in out.quantizer.terms().items() if k != "loss"}
-        return {"loss": out.loss, "recon_loss": out.recon_loss.detach(),
-                "quantizer_loss": out.quantizer.loss.detach(), **terms}
+        return vqvae_loss_terms(self.model(x))
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

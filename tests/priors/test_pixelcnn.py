@@ -10,13 +10,7 @@ from priors.sampling import gumbel_noise
 K = 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and thread start-up dominates on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(num_codes=K, channels=16, num_layers=4, kernel_size=5, seed=0, **kw):

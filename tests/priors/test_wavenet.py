@@ -12,13 +12,7 @@ from priors.wavenet import WaveNet, build_code_prior
 K = 7
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and thread start-up dominates on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _net(layers=3, cycles=2, kernel_size=2, seed=0, **kw):
