@@ -25,7 +25,8 @@ from core.checkpoint import state_hash
 from core.config import load_config, to_dict
 from core.media import usage_histogram
 from core.metrics import CodebookUsage
-from core.trainer import Trainer, num_threads, resolve_device, seed_everything, vqvae_loss_terms
+from core.trainer import (Trainer, fit_stage, num_threads, print_metrics, resolve_device, seed_everything,
+                          vqvae_loss_terms)
 
 VAL_SEED = 12345  # the held-out crops are the same for every run and seed
 VAL_CROPS = 32
@@ -120,18 +121,9 @@ class AudioVQVAETrainer(Trainer):
         self.model.train()
 
 
-def _report(title: str, metrics: dict[str, float]) -> None:
-    print(f"\n{title}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-
-
 def run_vqvae(cfg: AudioConfig, splits: AudioSplits, resume: bool) -> dict[str, float]:
-    trainer = AudioVQVAETrainer(cfg, splits)
-    metrics = trainer.fit(resume=resume and trainer.checkpoint_path.exists())
-    _report("held-out metrics (vqvae)", metrics)
-    print(f"checkpoint: {trainer.checkpoint_path}")
-    if trainer.tracker:
-        print(f"MLflow UI: {trainer.tracker.ui_command()}")
-    return metrics
+    """Stage "vqvae": train and evaluate the speech VQ-VAE (ending with the phoneme probe)."""
+    return fit_stage(AudioVQVAETrainer(cfg, splits), resume, "held-out metrics (vqvae)")
 
 
 STAGES = ("all", "vqvae", "probe", "convert", "prior", "sample")
@@ -176,7 +168,7 @@ def main(config_path: str | Path, overrides: list[str], resume: bool = False, st
             model, _, _, digest = load_frozen_vqvae(vqvae_checkpoint(cfg), device)
             result = run_probe(cfg, model, splits, device, Path(cfg.train.output_dir) / "probe", vqvae_key=digest,
                                log=True)
-            _report("phoneme probe", result)
+            print_metrics("phoneme probe", result)
             metrics.update(result)
         elif name == "convert":
             metrics.update(run_conversion(cfg, splits, device))

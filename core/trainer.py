@@ -96,6 +96,22 @@ def parameter_count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
+def print_metrics(title: str, metrics: dict[str, float]) -> None:
+    """One line ``title: name value, …`` on stdout."""
+    print(f"\n{title}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+
+
+def fit_stage(trainer: "Trainer", resume: bool, title: str) -> dict[str, float]:
+    """Run a stage's trainer (resuming only when asked and a checkpoint exists), print its held-out metrics, its
+    checkpoint and how to open its MLflow run; returns the metrics."""
+    metrics = trainer.fit(resume=resume and trainer.checkpoint_path.exists())
+    print_metrics(title, metrics)
+    print(f"checkpoint: {trainer.checkpoint_path}")
+    if trainer.tracker:
+        print(f"MLflow UI: {trainer.tracker.ui_command()}")
+    return metrics
+
+
 def vqvae_loss_terms(out: Any) -> dict[str, torch.Tensor]:
     """The training terms of a VQ-VAE forward output (any domain's: it carries ``loss``, ``recon_loss`` and the
     ``quantizer`` output): ``loss`` to minimise, the rest detached for logging."""

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from core.config import load_config, to_dict
 from core.metrics import CodebookUsage, nmse, psnr
 from core.tracking import Tracker
-from core.trainer import Trainer, resolve_device, seed_everything, vqvae_loss_terms
+from core.trainer import Trainer, fit_stage, resolve_device, seed_everything, vqvae_loss_terms
 from image.config import ImageConfig
 from image.data import build_image_datasets, data_variance
 from image.media import image_grid, usage_histogram
@@ -88,19 +88,10 @@ class ImageVQVAETrainer(Trainer):
 STAGES = ("all", "vqvae", "prior", "sample")
 
 
-def _report(title: str, metrics: dict[str, float]) -> None:
-    print(f"\n{title}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-
-
 def run_vqvae(cfg: ImageConfig, train_ds, val_ds, resume: bool) -> dict[str, float]:
     """Stage "vqvae": train and evaluate the VQ-VAE."""
-    trainer = ImageVQVAETrainer(cfg, train_ds, val_ds, data_variance(train_ds))
-    metrics = trainer.fit(resume=resume and trainer.checkpoint_path.exists())
-    _report("held-out metrics (vqvae)", metrics)
-    print(f"checkpoint: {trainer.checkpoint_path}")
-    if trainer.tracker:
-        print(f"MLflow UI: {trainer.tracker.ui_command()}")
-    return metrics
+    return fit_stage(ImageVQVAETrainer(cfg, train_ds, val_ds, data_variance(train_ds)), resume,
+                     "held-out metrics (vqvae)")
 
 
 def _vqvae_checkpoint(cfg: ImageConfig) -> Path:
@@ -119,10 +110,7 @@ def run_prior(cfg: ImageConfig, train_ds, val_ds, resume: bool) -> dict[str, flo
     if not vqvae.categorical:
         fit_pixel_sigma(vqvae, train_ds, 4096, device)
     trainer = ImagePriorTrainer(cfg, vqvae, vqvae_hash, train_codes, train_labels, val_codes, val_labels, val_ds)
-    metrics = trainer.fit(resume=resume and trainer.checkpoint_path.exists())
-    _report("held-out metrics (prior)", metrics)
-    print(f"checkpoint: {trainer.checkpoint_path}")
-    return metrics
+    return fit_stage(trainer, resume, "held-out metrics (prior)")
 
 
 def run_sample(cfg: ImageConfig) -> dict[str, float]:

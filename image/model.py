@@ -6,7 +6,6 @@ G codebooks per latent.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch

@@ -1,0 +1,72 @@
+"""Generation metrics, shuffled actions, evaluation windows and the logged pictures."""
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity
+
+from video.data import Episode
+from video.evaluate import MSE_FLOOR, build_windows, per_step_metrics, shuffle_actions
+from video.media import gif_frames, strip, write_gif
+
+
+def _frames(n, f, size=8, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, f, size, size, 3), dtype=np.uint8)
+
+
+def test_per_step_metrics_match_the_definitions():
+    truth = _frames(3, 4)
+    pred = truth.copy()
+    pred[:, 1] = np.clip(pred[:, 1].astype(int) + 10, 0, 255)
+    pred[:, 2] = _frames(3, 1, seed=1)[:, 0]
+    out = per_step_metrics(pred, truth)
+    assert out["psnr"].shape == out["ssim"].shape == (4,)
+    assert out["psnr"][0] == pytest.approx(-10 * np.log10(MSE_FLOOR))  # identical frames: the 8-bit floor, 58.9 dB
+    mse = ((pred[:, 1].astype(float) - truth[:, 1]) / 255) ** 2
+    assert out["psnr"][1] == pytest.approx(np.mean(-10 * np.log10(mse.reshape(3, -1).mean(1))))
+    assert out["ssim"][0] == pytest.approx(1.0)
+    expected = np.mean([structural_similarity(truth[n, 2], pred[n, 2], channel_axis=-1, data_range=255)
+                        for n in range(3)])
+    assert out["ssim"][2] == pytest.approx(expected)
+    assert out["psnr"][2] < out["psnr"][1] < out["psnr"][0]
+    with pytest.raises(ValueError, match="shape mismatch"):
+        per_step_metrics(pred[:, :2], truth)
+
+
+def test_shuffled_actions_are_a_seeded_permutation_across_windows_and_steps():
+    actions = torch.arange(40).view(4, 10) % 3
+    shuffled = shuffle_actions(actions, seed=0)
+    assert shuffled.shape == actions.shape
+    assert sorted(shuffled.flatten().tolist()) == sorted(actions.flatten().tolist())
+    assert torch.equal(shuffled, shuffle_actions(actions, seed=0))
+    assert (shuffled != actions).float().mean() > 0.3
+
+
+def test_windows_give_real_context_the_next_actions_and_the_recorded_future():
+    t = 20
+    frames = (np.arange(t + 1)[:, None, None, None] + np.zeros((1, 4, 4, 3))).astype(np.uint8)  # value = index
+    episode = Episode(frames, np.arange(t) % 3, np.zeros(t, np.float32), np.zeros(t, bool), np.zeros(t, bool), 0,
+                      "x")
+    codes = [torch.arange(t + 1)[:, None, None].expand(t + 1, 2, 2)]
+    windows = build_windows([episode], codes, given=6, generated=10, stride=4, count=8)
+    assert windows.starts == [0, 4] and windows.given_codes.shape == (2, 6, 2, 2)
+    assert windows.given_codes[1, :, 0, 0].tolist() == [4, 5, 6, 7, 8, 9]
+    assert windows.truth[1, :, 0, 0, 0].tolist() == list(range(10, 20))
+    assert windows.actions[1].tolist() == (np.arange(9, 19) % 3).tolist()  # a_9 leads from frame 9 to frame 10
+    with pytest.raises(ValueError, match="no held-out episode has 22 frames"):
+        build_windows([episode], codes, given=6, generated=16, stride=4, count=8)
+
+
+def test_strips_and_gifs_show_context_generated_and_truth(tmp_path):
+    given, generated, truth = _frames(2, 6, seed=2), _frames(2, 10, seed=3), _frames(2, 10, seed=4)
+    picture = strip(given, generated, truth)
+    cell = 64 + 4  # 8-pixel frames are upscaled to 64 and get a 2-pixel border
+    assert picture.shape == (2 * 3 * cell, 10 * cell, 3) and picture.dtype == np.uint8
+    assert strip(given, generated, None).shape == (2 * 2 * cell, 10 * cell, 3)
+    pictures = gif_frames(given, generated, truth)
+    assert len(pictures) == 16 and pictures[0].shape == (2 * cell, 2 * cell, 3)
+    path = write_gif(pictures, tmp_path / "gifs" / "x.gif")
+    from PIL import Image
+
+    with Image.open(path) as gif:
+        assert gif.n_frames == 16

@@ -1,0 +1,94 @@
+"""``experiments/run.py video`` end to end into tmp_path, the prior's checks of its VQ-VAE, and every video YAML."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from core.checkpoint import read_checkpoint
+from core.config import load_config
+from experiments import run
+from image.model import ImageVQVAE
+from video.config import VideoConfig
+from video.prior_stage import build_prior, load_frame_vqvae, load_prior
+
+CONFIGS = Path(run.__file__).resolve().parent / "configs"
+TINY = ["env.frame_size=16", "data.train_episodes=3", "data.val_episodes=2", "data.steps_per_episode=20",
+        "data.val_frames=16", "model.hidden_channels=16", "model.residual_channels=8", "quantizer.codebook_size=16",
+        "quantizer.code_dim=4", "quantizer.restart_every=2", "train.steps=4", "train.batch_size=8",
+        "train.eval_every=2", "train.log_every=1", "train.checkpoint_every=2", "train.device=cpu", "train.threads=1",
+        "prior.context_frames=2", "prior.channels=8", "prior.num_layers=2", "prior.context_channels=8",
+        "prior.context_blocks=1", "prior.code_embedding_dim=4", "prior.action_embedding_dim=4",
+        "prior.eval_windows=3", "prior.eval_stride=4", "prior.val_windows=16", "prior.media_examples=2",
+        "prior.train.steps=4", "prior.train.batch_size=8", "prior.train.eval_every=2", "prior.train.log_every=1",
+        "prior.train.checkpoint_every=2"]
+
+
+def _args(tmp_path, *extra):
+    return ["video", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *TINY,
+            f"train.output_dir={tmp_path / 'out'}", *extra]
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("video/*.yaml")), ids=lambda p: p.name)
+def test_every_video_config_loads_and_builds(path):
+    cfg = load_config(VideoConfig, path)
+    vqvae = ImageVQVAE(cfg.model, cfg.quantizer)
+    grid = vqvae.latent_shape(cfg.env.frame_size, cfg.env.frame_size)
+    prior = build_prior(cfg, cfg.quantizer.codebook_size, 3)
+    assert prior.num_codes == vqvae.quantizer.codebook_size and prior.context_frames == cfg.prior.context_frames
+    assert cfg.prior.given_frames >= cfg.prior.context_frames and cfg.data.val_seed >= cfg.data.train_episodes
+    if path.name == "paper.yaml":
+        assert cfg.env.frame_size == 84 and grid == (21, 21) and cfg.quantizer.codebook_size == 512
+        assert (cfg.prior.given_frames, cfg.prior.generated_frames) == (6, 10)
+
+
+def test_fast_config_runs_end_to_end_into_tmp_path(tmp_path):
+    metrics = run.main(_args(tmp_path))
+    for key in ("psnr", "perplexity", "nll_bits_per_code", "eval/psnr_true_actions_mean",
+                "eval/psnr_shuffled_actions_mean", "eval/ssim_true_actions_mean", "eval/psnr_fixed_turn_right_mean",
+                "eval/vqvae_psnr"):
+        assert key in metrics, key
+    out = tmp_path / "out"
+    vqvae_ckpt = read_checkpoint(out / "vqvae" / "checkpoints" / "latest.pt")
+    assert vqvae_ckpt["step"] == 4 and vqvae_ckpt["config"]["env"]["frame_size"] == 16
+    prior_ckpt = read_checkpoint(out / "prior" / "checkpoints" / "latest.pt")
+    assert prior_ckpt["step"] == 4 and prior_ckpt["codebook_size"] == 16 and tuple(prior_ckpt["grid"]) == (4, 4)
+    assert prior_ckpt["action_names"] == ["turn_left", "turn_right", "move_forward"]
+    assert (out / "prior" / "codes" / "train.pt").is_file() and list((out / "episodes").glob("*/manifest.json"))
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = {r.data.params["stage"]: r for r in client.search_runs([client.get_experiment_by_name("vqvae-video")
+                                                                   .experiment_id])}
+    assert set(runs) == {"vqvae", "prior", "generate"} and all(r.info.status == "FINISHED" for r in runs.values())
+    assert {"train/recon_loss", "val/psnr", "val/perplexity"} <= set(runs["vqvae"].data.metrics)
+    assert runs["prior"].data.params["derived.vqvae_hash"] == prior_ckpt["vqvae_hash"]
+    assert {"train/nll_bits_per_code", "val/nll_bits_per_code", "val/nll_bits_per_code_shuffled_actions"} <= set(
+        runs["prior"].data.metrics)
+    gen = runs["generate"]
+    history = client.get_metric_history(gen.info.run_id, "eval/psnr_true_actions")
+    assert sorted(m.step for m in history) == list(range(1, 11))
+    for name in ("psnr_shuffled_actions", "ssim_true_actions", "ssim_shuffled_actions", "psnr_fixed_move_forward",
+                 "psnr_copy_last", "psnr_copy_last_codes", "psnr_vqvae_recon", "vqvae_psnr"):
+        assert f"eval/{name}" in gen.data.metrics, name
+    artifacts = {a.path for folder in ("gifs", "strips") for a in client.list_artifacts(gen.info.run_id, folder)}
+    for name in ("true_actions", "shuffled_actions", "fixed_move_forward", "fixed_turn_right"):
+        assert f"gifs/{name}.gif" in artifacts and f"strips/{name}.png" in artifacts
+
+    # the generate stage alone reuses the recordings and the code cache and repeats the same numbers
+    again = run.main(_args(tmp_path, "--stage", "generate"))
+    assert again["eval/psnr_true_actions_mean"] == pytest.approx(metrics["eval/psnr_true_actions_mean"])
+
+    # the prior refuses a VQ-VAE of other weights or another latent grid
+    vqvae, vqvae_hash = load_frame_vqvae(out / "vqvae" / "checkpoints" / "latest.pt", torch.device("cpu"))
+    with pytest.raises(ValueError, match="fitted to VQ-VAE weights"):
+        load_prior(out / "prior" / "checkpoints" / "latest.pt", vqvae, "other", (4, 4), torch.device("cpu"))
+    with pytest.raises(ValueError, match="latent grids"):
+        load_prior(out / "prior" / "checkpoints" / "latest.pt", vqvae, vqvae_hash, (8, 8), torch.device("cpu"))
+
+
+def test_cli_errors_name_the_problem(tmp_path):
+    with pytest.raises(ValueError, match="known stages"):
+        run.main(_args(tmp_path, "--stage", "decode"))
+    with pytest.raises(ValueError, match="known backends"):
+        run.main(_args(tmp_path, "env.backend=dmlab", "--stage", "record"))

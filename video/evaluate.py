@@ -1,0 +1,195 @@
+"""Evaluation of action-conditional generation on held-out episodes (paper sec. 4.4, measured).
+
+For each held-out window the prior is given the codes of ``given_frames`` real frames and generates
+``generated_frames`` frames in latent space, which the frozen VQ-VAE decoder turns into pixels. The generated frames
+are compared, step by step, with the true frames:
+
+* under the true actions (the recorded future, which equals the environment's replay);
+* under shuffled actions (the windows' actions permuted across windows and steps), still against the truth under the
+  TRUE actions: the gap to the first row shows how much the prior uses the actions;
+* under fixed action sequences (e.g. all ``move_forward``, all ``turn_right``, as in the paper's figure 7), against
+  the truth replayed from the same reset seed and prefix actions (needs episodes with a known seed).
+
+Reference rows: the frame VQ-VAE's reconstruction of the true future (what the decoder can reach), and a copy of the
+last given frame, in pixels and as its decoded codes (a prior that ignored the dynamics; exact copies are right
+whenever the view returns, e.g. after a left and a right turn, or does not change, e.g. walking into a wall).
+
+Axis legend: N windows, G given frames, F generated frames, H W frame size, h w latent grid, 3 RGB channels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from skimage.metrics import structural_similarity
+
+from image.model import ImageVQVAE
+from image.prior_stage import from_prior_grid
+from priors.action_pixelcnn import ActionConditionalPixelCNN
+from video.config import VideoEnvConfig
+from video.data import Episode, evaluation_windows
+from video.envs import make_env
+from video.record import rollout_from
+
+BATCH = 64
+
+
+@dataclass
+class Windows:
+    """Held-out windows: ``given`` real frames followed by ``generated`` frames to predict."""
+
+    episodes: list[int]  # [N] episode index of each window
+    starts: list[int]  # [N] first frame of each window
+    given_codes: torch.Tensor  # [N, G, h, w] long codes of the given frames
+    given_frames: np.ndarray  # [N, G, H, W, 3] uint8
+    actions: torch.Tensor  # [N, F] long; actions[:, i] leads from frame G − 1 + i to frame G + i of the window
+    truth: np.ndarray  # [N, F, H, W, 3] uint8, the recorded future under the true actions
+
+
+def build_windows(episodes: list[Episode], codes: list[torch.Tensor], given: int, generated: int, stride: int,
+                  count: int) -> Windows:
+    """Up to ``count`` windows of ``given + generated`` frames from the held-out episodes (see
+    :func:`video.data.evaluation_windows`).
+
+    Raises:
+        ValueError: when no held-out episode is long enough.
+    """
+    pairs = evaluation_windows(episodes, given + generated, stride, count)
+    if not pairs:
+        raise ValueError(f"no held-out episode has {given + generated} frames; record longer episodes")
+    e_idx, starts = [e for e, _ in pairs], [s for _, s in pairs]
+    return Windows(
+        episodes=e_idx, starts=starts,
+        given_codes=torch.stack([codes[e][s:s + given] for e, s in pairs]),
+        given_frames=np.stack([episodes[e].frames[s:s + given] for e, s in pairs]),
+        actions=torch.stack([torch.from_numpy(episodes[e].actions[s + given - 1:s + given - 1 + generated])
+                             for e, s in pairs]).long(),
+        truth=np.stack([episodes[e].frames[s + given:s + given + generated] for e, s in pairs]))
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """``[..., 3, H, W]`` in [0, 1] → ``[..., H, W, 3]`` uint8 (rounded)."""
+    return (x.detach().clamp(0, 1).movedim(-3, -1).cpu().numpy() * 255).round().astype(np.uint8)
+
+
+@torch.no_grad()
+def decode(vqvae: ImageVQVAE, codes: torch.Tensor) -> np.ndarray:
+    """Codes ``[N, F, h, w·G]`` → frames ``[N, F, H, W, 3]`` uint8 through the frozen decoder."""
+    n, f = codes.shape[:2]
+    device = next(vqvae.parameters()).device
+    flat = codes.flatten(0, 1)  # [N*F, h, w·G]
+    frames = [to_uint8(vqvae.decode(from_prior_grid(chunk.to(device), vqvae.quantizer.num_codebooks)))
+              for chunk in flat.split(BATCH)]
+    return np.concatenate(frames).reshape(n, f, *frames[0].shape[1:])
+
+
+@torch.no_grad()
+def generate(prior: ActionConditionalPixelCNN, given_codes: torch.Tensor, actions: torch.Tensor, temperature: float,
+             seed: int, method: str = "cached") -> torch.Tensor:
+    """Roll out ``[N, F, h, w]`` codes in batches; the noise is a function of ``seed`` only, so two calls with
+    different actions share their random numbers (the comparison isolates the actions)."""
+    device = next(prior.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    out = [prior.generate(c.to(device), a.to(device), temperature, generator, method).cpu()
+           for c, a in zip(given_codes.split(BATCH), actions.split(BATCH))]
+    return torch.cat(out)
+
+
+def shuffle_actions(actions: torch.Tensor, seed: int) -> torch.Tensor:
+    """``[N, F]`` actions permuted across windows and steps (the same multiset of actions, out of place)."""
+    perm = torch.randperm(actions.numel(), generator=torch.Generator().manual_seed(seed))
+    return actions.flatten()[perm].view_as(actions)
+
+
+# The MSE of 8-bit rounding, (1/255)²/12: identical frames (an agent walking into a wall does not move) score the
+# PSNR of quantisation noise, 58.9 dB, instead of an unbounded value that would swamp the average over windows.
+MSE_FLOOR = (1.0 / 255) ** 2 / 12
+
+
+def per_step_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
+    """PSNR (dB on the [0, 1] scale, per frame with the MSE floored at ``MSE_FLOOR``, then averaged) and SSIM
+    (``skimage``, over the RGB channels, data range 255) of each step.
+
+    Args:
+        pred, truth: ``[N, F, H, W, 3]`` uint8.
+
+    Returns:
+        ``{"psnr": [F], "ssim": [F]}`` averaged over the N windows.
+    """
+    if pred.shape != truth.shape:
+        raise ValueError(f"shape mismatch: {pred.shape} vs {truth.shape}")
+    f = pred.shape[1]
+    diff = (pred.astype(np.float64) - truth.astype(np.float64)) / 255
+    mse = np.maximum((diff ** 2).reshape(*pred.shape[:2], -1).mean(-1), MSE_FLOOR)  # [N, F]
+    psnrs = (-10 * np.log10(mse)).mean(0)
+    win = min(7, pred.shape[2], pred.shape[3])
+    win -= 1 - win % 2  # odd
+    ssims = np.array([np.mean([structural_similarity(truth[n, i], pred[n, i], channel_axis=-1, data_range=255,
+                                                     win_size=win) for n in range(len(pred))]) for i in range(f)])
+    return {"psnr": psnrs, "ssim": ssims}
+
+
+def fixed_action_truth(env_cfg: VideoEnvConfig, episodes: list[Episode], windows: Windows, given: int,
+                       actions: np.ndarray) -> np.ndarray | None:
+    """True futures ``[N, F, H, W, 3]`` under ``actions`` ``[F]`` for every window, replayed from each episode's
+    reset seed and its actions before the window's last given frame; None if an episode has no known seed."""
+    if any(episodes[e].seed is None for e in windows.episodes):
+        return None
+    with make_env(env_cfg) as env:
+        return np.stack([rollout_from(env_cfg, episodes[e].seed, episodes[e].actions[:s + given - 1], actions, env=env)
+                         for e, s in zip(windows.episodes, windows.starts)])
+
+
+@torch.no_grad()
+def evaluate_generation(prior: ActionConditionalPixelCNN, vqvae: ImageVQVAE, windows: Windows, env_cfg: VideoEnvConfig,
+                        episodes: list[Episode], fixed: dict[str, int], temperature: float,
+                        seed: int) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, ...]]]:
+    """Generate under the true, shuffled and fixed actions and score every step.
+
+    Args:
+        prior, vqvae: the trained models (eval mode).
+        windows: from :func:`build_windows`.
+        env_cfg: the environment, for the true futures under fixed actions.
+        episodes: the held-out episodes the windows come from.
+        fixed: ``{action name: action index}`` of the fixed action sequences.
+        temperature: sampling temperature.
+        seed: sampling seed (shared by every condition).
+
+    Returns:
+        ``(curves, media)``: ``curves`` maps ``"psnr_true_actions"``, ``"ssim_shuffled_actions"``,
+        ``"psnr_fixed_move_forward"``, ``"psnr_copy_last"``, ``"psnr_copy_last_codes"``, ``"psnr_vqvae_recon"`` … to
+        ``[F]`` arrays;
+        ``media`` maps each condition to ``(given [N, G, H, W, 3], generated [N, F, H, W, 3], truth or None)``.
+    """
+    given = windows.given_codes.shape[1]
+    n, f = windows.actions.shape
+    curves: dict[str, np.ndarray] = {}
+    media: dict[str, tuple] = {}
+
+    def score(name: str, pred: np.ndarray, truth: np.ndarray | None) -> None:
+        if truth is not None:
+            for metric, values in per_step_metrics(pred, truth).items():
+                curves[f"{metric}_{name}"] = values
+
+    conditions = {"true_actions": (windows.actions, windows.truth),
+                  "shuffled_actions": (shuffle_actions(windows.actions, seed), windows.truth)}
+    for name, index in fixed.items():
+        sequence = np.full(f, index, dtype=np.int64)
+        truth = fixed_action_truth(env_cfg, episodes, windows, given, sequence)
+        conditions[f"fixed_{name}"] = (torch.from_numpy(sequence).expand(n, f).contiguous(), truth)
+    for name, (actions, truth) in conditions.items():
+        frames = decode(vqvae, generate(prior, windows.given_codes, actions, temperature, seed))
+        score(name, frames, truth)
+        media[name] = (windows.given_frames, frames, truth)
+    score("copy_last", np.repeat(windows.given_frames[:, -1:], f, axis=1), windows.truth)
+    score("copy_last_codes", decode(vqvae, windows.given_codes[:, -1:].expand(-1, f, -1, -1)), windows.truth)
+    device = next(vqvae.parameters()).device
+    truth = torch.from_numpy(windows.truth).movedim(-1, -3).float().div(255)  # [N, F, 3, H, W]
+    codes = torch.cat([vqvae.encode(chunk.flatten(0, 1).to(device)).cpu() for chunk in truth.split(BATCH)])
+    codes = codes.reshape(n, f, *codes.shape[1:])  # [N, F, h, w] or [N, F, h, w, G]
+    if codes.dim() == 5:
+        codes = codes.flatten(3)  # [N, F, h, w·G]
+    score("vqvae_recon", decode(vqvae, codes), windows.truth)
+    return curves, media

@@ -1,0 +1,232 @@
+"""The video experiment (paper sec. 4.4): record episodes, train the frame VQ-VAE, fit the action-conditional prior
+in its latent space, then generate futures from real frames and score them against the environment's truth.
+
+``python experiments/run.py video [--config FILE] [--stage all|record|vqvae|prior|generate] [--resume] [key=value ...]``
+lands in :func:`main`.
+
+Axis legend: N frames or windows, T actions, G given frames, F generated frames, H W frame size, h w latent grid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.config import flatten, load_config
+from core.tracking import Tracker, git_commit
+from core.trainer import fit_stage, resolve_device
+from image.data import data_variance
+from image.experiment import ImageVQVAETrainer
+from video.config import VideoConfig
+from video.data import Episode, FrameDataset, WindowDataset
+from video.envs import action_index
+from video.evaluate import build_windows, evaluate_generation
+from video.media import gif_frames, strip, write_gif
+from video.prior_stage import VideoPriorTrainer, episode_actions, episode_codes, load_frame_vqvae, load_prior
+from video.record import load_or_record
+
+STAGES = ("all", "record", "vqvae", "prior", "generate")
+
+
+@dataclasses.dataclass
+class Splits:
+    """The recorded (or on-disk) training and held-out episodes."""
+
+    train: list[Episode]
+    val: list[Episode]
+    action_names: list[str]
+    key: str  # identifies the episodes (keys the code cache)
+
+
+def load_splits(cfg: VideoConfig) -> Splits:
+    """Record both splits (or reuse the cache, or read ``data.root``).
+
+    Raises:
+        ValueError: the two splits name different actions.
+    """
+    cache = cfg.data.cache_dir or str(Path(cfg.train.output_dir) / "episodes")
+    train, train_manifest = load_or_record(cfg.env, cfg.data, "train", cache)
+    val, val_manifest = load_or_record(cfg.env, cfg.data, "val", cache)
+    if train_manifest["action_names"] != val_manifest["action_names"]:
+        raise ValueError(f"training and held-out episodes name different actions: "
+                         f"{train_manifest['action_names']} vs {val_manifest['action_names']}")
+    key = json.dumps([train_manifest.get("config"), train_manifest["episodes"], val_manifest.get("config"),
+                      val_manifest["episodes"]], sort_keys=True)
+    return Splits(train, val, list(train_manifest["action_names"]), key)
+
+
+class FrameVQVAETrainer(ImageVQVAETrainer):
+    """Stage "vqvae": the paper's image VQ-VAE (:class:`image.model.ImageVQVAE`) trained on single frames of the
+    training episodes and evaluated (MSE, NMSE, PSNR, codebook health) on frames of the held-out episodes."""
+
+    def __init__(self, cfg: VideoConfig, train_frames: FrameDataset, val_frames: FrameDataset, variance: float,
+                 splits: Splits):
+        self.splits = splits
+        super().__init__(cfg, train_frames, val_frames, variance)  # reads model, quantizer, train, tracking, data
+
+    def extra_params(self) -> dict[str, Any]:
+        return {**super().extra_params(), "derived.train_episodes": len(self.splits.train),
+                "derived.val_episodes": len(self.splits.val), "derived.action_names": self.splits.action_names}
+
+
+def run_record(cfg: VideoConfig) -> tuple[Splits, dict[str, float]]:
+    """Stage "record": the episodes of both splits, recorded once and cached."""
+    start = time.perf_counter()
+    splits = load_splits(cfg)
+    metrics = {f"{name}_episodes": float(len(eps)) for name, eps in (("train", splits.train), ("val", splits.val))}
+    metrics.update({f"{name}_frames": float(sum(len(e.frames) for e in eps))
+                    for name, eps in (("train", splits.train), ("val", splits.val))})
+    print(f"\nepisodes of {cfg.env.env_id} ({cfg.env.frame_size}×{cfg.env.frame_size}, actions "
+          f"{splits.action_names}): " + ", ".join(f"{k} {v:.0f}" for k, v in metrics.items()) +
+          f" ({time.perf_counter() - start:.1f} s)")
+    return splits, metrics
+
+
+def _vqvae_checkpoint(cfg: VideoConfig) -> Path:
+    return Path(cfg.prior.vqvae_checkpoint or Path(cfg.train.output_dir) / "vqvae" / "checkpoints" / "latest.pt")
+
+
+def _prior_checkpoint(cfg: VideoConfig) -> Path:
+    return Path(cfg.train.output_dir) / "prior" / "checkpoints" / "latest.pt"
+
+
+def run_vqvae(cfg: VideoConfig, splits: Splits, resume: bool) -> dict[str, float]:
+    """Stage "vqvae": train the frame VQ-VAE and evaluate it on held-out frames."""
+    train_frames = FrameDataset(splits.train)
+    val_frames = FrameDataset(splits.val, max_items=cfg.data.val_frames)
+    trainer = FrameVQVAETrainer(cfg, train_frames, val_frames, data_variance(train_frames), splits)
+    return fit_stage(trainer, resume, "held-out frames (vqvae)")
+
+
+def _frozen_vqvae(cfg: VideoConfig, device: torch.device):
+    """The frozen frame VQ-VAE and its hash, checked against this config's frames; and their latent grid."""
+    vqvae, vqvae_hash = load_frame_vqvae(_vqvae_checkpoint(cfg), device)
+    size = cfg.env.frame_size
+    if size % vqvae.downsampling:
+        raise ValueError(f"env.frame_size {size} is not divisible by the VQ-VAE's downsampling {vqvae.downsampling}")
+    shape = vqvae.latent_shape(size, size)
+    grid = (shape[0], shape[1] * (shape[2] if len(shape) == 3 else 1))  # (h, w·G)
+    return vqvae, vqvae_hash, grid
+
+
+def _codes(cfg: VideoConfig, episodes: list[Episode], split: str, vqvae, vqvae_hash: str, device: torch.device,
+           key: str) -> list[torch.Tensor]:
+    """Per-episode codes of one split, cached under ``<output_dir>/prior/codes/<split>.pt``."""
+    path = Path(cfg.train.output_dir) / "prior" / "codes" / f"{split}.pt"
+    return episode_codes(path, vqvae, vqvae_hash, episodes, device, key)
+
+
+def run_prior(cfg: VideoConfig, splits: Splits, resume: bool) -> dict[str, float]:
+    """Stage "prior": codes of the frozen frame VQ-VAE (cached), then the action-conditional prior's fit."""
+    device = resolve_device(cfg.train.device)
+    vqvae, vqvae_hash, grid = _frozen_vqvae(cfg, device)
+    train_codes = _codes(cfg, splits.train, "train", vqvae, vqvae_hash, device, splits.key)
+    val_codes = _codes(cfg, splits.val, "val", vqvae, vqvae_hash, device, splits.key)
+    if tuple(train_codes[0].shape[1:]) != grid:
+        raise ValueError(f"codes of grid {tuple(train_codes[0].shape[1:])}, expected {grid}")
+    k = cfg.prior.context_frames
+    train_windows = WindowDataset(train_codes, episode_actions(splits.train), k)
+    val_windows = WindowDataset(val_codes, episode_actions(splits.val), k, max_items=cfg.prior.val_windows)
+    print(f"\nprior on {grid[0]}×{grid[1]} codes of the VQ-VAE {vqvae_hash}: {len(train_windows)} training windows, "
+          f"{len(val_windows)} held-out windows, {k} context frames")
+    trainer = VideoPriorTrainer(cfg, vqvae, vqvae_hash, train_windows, val_windows, splits.action_names)
+    return fit_stage(trainer, resume, "held-out windows (prior)")
+
+
+def _table(curves: dict[str, np.ndarray], metric: str) -> str:
+    rows = [(name[len(metric) + 1:], values) for name, values in curves.items() if name.startswith(metric + "_")]
+    steps = len(rows[0][1])
+    head = f"{metric.upper():>20} " + " ".join(f"{i:>6d}" for i in range(1, steps + 1)) + "    mean"
+    lines = [head] + [f"{name:>20} " + " ".join(f"{v:6.3f}" if metric == "ssim" else f"{v:6.2f}" for v in values) +
+                      f"  {values.mean():6.3f}" for name, values in rows]
+    return "\n".join(lines)
+
+
+@torch.no_grad()
+def _vqvae_psnr(vqvae, frames: FrameDataset, device: torch.device) -> float:
+    """Mean per-frame PSNR (dB) of the frame VQ-VAE's reconstructions of held-out frames."""
+    from core.metrics import psnr
+
+    total, count = 0.0, 0
+    for start in range(0, len(frames), 256):
+        x = torch.stack([frames[i][0] for i in range(start, min(start + 256, len(frames)))]).to(device)
+        x_hat = vqvae(x).x_hat.clamp(0, 1)
+        total += float(psnr(x, x_hat)) * len(x)
+        count += len(x)
+    return total / max(count, 1)
+
+
+def run_generate(cfg: VideoConfig, splits: Splits) -> dict[str, float]:
+    """Stage "generate": 10 frames from 6 real ones under the true, shuffled and fixed actions on held-out episodes;
+    per-step PSNR/SSIM as ``eval/*`` metrics (step = generated frame 1..F), gif strips as artifacts."""
+    p = cfg.prior
+    device = resolve_device(cfg.train.device)
+    vqvae, vqvae_hash, grid = _frozen_vqvae(cfg, device)
+    prior, payload = load_prior(_prior_checkpoint(cfg), vqvae, vqvae_hash, grid, device)
+    if payload["action_names"] != splits.action_names:
+        raise ValueError(f"the prior knows actions {payload['action_names']}, the episodes {splits.action_names}")
+    if p.given_frames < prior.context_frames:
+        raise ValueError(f"prior.given_frames ({p.given_frames}) < the prior's context frames ({prior.context_frames})")
+    fixed = {name: action_index(splits.action_names, name) for name in p.fixed_actions}
+    val_codes = _codes(cfg, splits.val, "val", vqvae, vqvae_hash, device, splits.key)
+    windows = build_windows(splits.val, val_codes, p.given_frames, p.generated_frames, p.eval_stride, p.eval_windows)
+    curves, media = evaluate_generation(prior, vqvae, windows, cfg.env, splits.val, fixed, p.temperature,
+                                        p.train.seed)
+    recon_psnr = _vqvae_psnr(vqvae, FrameDataset(splits.val, max_items=cfg.data.val_frames), device)
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    tracker = Tracker(dataclasses.replace(cfg.tracking, run_name=f"{cfg.tracking.run_name or stamp}-generate"))
+    tracker.log_params({**flatten(cfg), "stage": "generate", "git_commit": git_commit(),
+                        "derived.vqvae_hash": vqvae_hash, "derived.prior_checkpoint": str(_prior_checkpoint(cfg)),
+                        "derived.eval_windows": len(windows.starts), "derived.action_names": splits.action_names})
+    for step in range(p.generated_frames):
+        tracker.log_metrics({f"eval/{name}": float(values[step]) for name, values in curves.items()}, step + 1)
+    means = {f"eval/{name}_mean": float(values.mean()) for name, values in curves.items()}
+    metrics = {**means, "eval/vqvae_psnr": recon_psnr, "eval/windows": float(len(windows.starts))}
+    tracker.log_metrics(metrics, p.generated_frames)
+    out_dir = Path(cfg.train.output_dir) / "generate"
+    shown = slice(0, p.media_examples)
+    for name, (given, generated, truth) in media.items():
+        truth = None if truth is None else truth[shown]
+        tracker.log_image(strip(given[shown], generated[shown], truth), f"strips/{name}.png")
+        gif = write_gif(gif_frames(given[shown], generated[shown], truth), out_dir / "gifs" / f"{name}.gif")
+        tracker.log_artifact(gif, "gifs")
+    tracker.end()
+    print(f"\ngeneration on {len(windows.starts)} held-out windows: {p.given_frames} given frames, "
+          f"{p.generated_frames} generated (temperature {p.temperature}); frame VQ-VAE PSNR on held-out frames "
+          f"{recon_psnr:.2f} dB")
+    print(_table(curves, "psnr"))
+    print(_table(curves, "ssim"))
+    print(f"MLflow UI: {tracker.ui_command()}")
+    return metrics
+
+
+def main(config_path: str | Path, overrides: list[str], resume: bool = False, stage: str = "all") -> dict[str, float]:
+    """Run the video experiment's stages (``all`` = record → vqvae → prior → generate).
+
+    Returns the metrics of the stages run (the last stage's win on shared keys).
+    """
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; known stages: {', '.join(STAGES)}")
+    cfg = load_config(VideoConfig, config_path, overrides)
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    splits, metrics = run_record(cfg)
+    timings["record"] = time.perf_counter() - start
+    for name, run in (("vqvae", lambda: run_vqvae(cfg, splits, resume)),
+                      ("prior", lambda: run_prior(cfg, splits, resume)),
+                      ("generate", lambda: run_generate(cfg, splits))):
+        if stage in ("all", name):
+            start = time.perf_counter()
+            metrics = {**metrics, **run()}
+            timings[name] = time.perf_counter() - start
+    print("\nwall time per stage: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items()))
+    return metrics

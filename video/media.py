@@ -1,0 +1,92 @@
+"""Pictures the video experiment logs: static strips and animated gifs of generated rollouts.
+
+Strip (PNG), per example three rows: the given context frames | the generated frames | the ground truth.
+Gif, one frame per time step: per example the model's view (the given frames, then the generated ones) beside the
+ground truth; a green border marks real frames, a red border generated ones.
+
+Axis legend: N examples, G given frames, F generated frames, H W frame size, 3 RGB channels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+PAD = 2
+REAL, GENERATED, BLANK = (40, 200, 60), (220, 40, 40), (255, 255, 255)
+
+
+def _upscale(frames: np.ndarray, min_side: int = 64) -> np.ndarray:
+    """Nearest-neighbour upscale ``[..., H, W, 3]`` so that small frames stay visible."""
+    scale = max(1, -(-min_side // frames.shape[-2]))
+    return frames.repeat(scale, axis=-3).repeat(scale, axis=-2)
+
+
+def _bordered(frame: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+    """``[H, W, 3]`` → ``[H + 2·PAD, W + 2·PAD, 3]`` with a coloured border."""
+    out = np.empty((frame.shape[0] + 2 * PAD, frame.shape[1] + 2 * PAD, 3), np.uint8)
+    out[:] = colour
+    out[PAD:-PAD, PAD:-PAD] = frame
+    return out
+
+
+def strip(given: np.ndarray, generated: np.ndarray, truth: np.ndarray | None) -> np.ndarray:
+    """One ``[rows·(H+2·PAD), max(G, F)·(W+2·PAD), 3]`` uint8 picture: per example the rows context | generated |
+    ground truth (the last row left out when the truth is unknown).
+
+    Args:
+        given: ``[N, G, H, W, 3]`` uint8.
+        generated: ``[N, F, H, W, 3]`` uint8.
+        truth: ``[N, F, H, W, 3]`` uint8 or None.
+    """
+    given, generated = _upscale(given), _upscale(generated)
+    truth = None if truth is None else _upscale(truth)
+    width = max(given.shape[1], generated.shape[1])
+    blank = np.full(given.shape[2:], 255, np.uint8)
+
+    def row(frames, colour):
+        cells = [_bordered(x, colour) for x in frames] + [_bordered(blank, BLANK)] * (width - len(frames))
+        return np.concatenate(cells, axis=1)
+
+    rows = []
+    for i in range(len(given)):
+        rows += [row(given[i], REAL), row(generated[i], GENERATED)]
+        if truth is not None:
+            rows.append(row(truth[i], REAL))
+    return np.concatenate(rows, axis=0)
+
+
+def gif_frames(given: np.ndarray, generated: np.ndarray, truth: np.ndarray | None) -> list[np.ndarray]:
+    """The G + F pictures of the animation: examples stacked vertically, each ``model | ground truth``.
+
+    During the first G steps both columns show the given frames; then the model column shows the generated frames
+    (red border) and the other the true future (green; white when unknown).
+    """
+    given, generated = _upscale(given), _upscale(generated)
+    truth = None if truth is None else _upscale(truth)
+    blank = np.full(given.shape[2:], 255, np.uint8)
+    pictures = []
+    for t in range(given.shape[1] + generated.shape[1]):
+        rows = []
+        for i in range(len(given)):
+            if t < given.shape[1]:
+                left = right = _bordered(given[i, t], REAL)
+            else:
+                j = t - given.shape[1]
+                left = _bordered(generated[i, j], GENERATED)
+                right = _bordered(truth[i, j], REAL) if truth is not None else _bordered(blank, BLANK)
+            rows.append(np.concatenate([left, right], axis=1))
+        pictures.append(np.concatenate(rows, axis=0))
+    return pictures
+
+
+def write_gif(pictures: list[np.ndarray], path: str | Path, frame_ms: int = 250) -> Path:
+    """Write ``[H, W, 3]`` uint8 pictures as a looping gif (the last picture held longer)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images = [Image.fromarray(p) for p in pictures]
+    durations = [frame_ms] * (len(images) - 1) + [frame_ms * 4]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)
+    return path
