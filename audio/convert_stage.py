@@ -72,16 +72,20 @@ def train_speaker_classifier(splits: AudioSplits, max_seconds: float, sample_rat
 
 @torch.no_grad()
 def convert_all(model, clips: torch.Tensor, num_speakers: int, temperature: float, seed: int, device
-                ) -> torch.Tensor:
-    """Every clip ``[B, T]`` decoded as every speaker: ``[B, S, T]`` (entry ``[b, s]`` is clip b spoken by s)."""
-    codes = model.encode(clips.to(device))  # [B, N]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every clip ``[B, T]`` decoded as every speaker.
+
+    Returns:
+        the clips' codes ``[B, N]`` and the waveforms ``[B, S, T]`` (entry ``[b, s]`` is clip b spoken by s).
+    """
+    source_codes = model.encode(clips.to(device))  # [B, N]
     b = clips.shape[0]
-    codes = codes.repeat_interleave(num_speakers, dim=0)  # [B*S, N]
+    codes = source_codes.repeat_interleave(num_speakers, dim=0)  # [B*S, N]
     targets = torch.arange(num_speakers, device=device).repeat(b)  # [B*S]
     gen = torch.Generator(device="cpu").manual_seed(seed)
     with num_threads(1):
         out = model.decode(codes, targets, temperature=temperature, generator=gen)  # [B*S, T]
-    return out.view(b, num_speakers, -1).cpu()
+    return source_codes.cpu(), out.view(b, num_speakers, -1).cpu()
 
 
 def run_conversion(cfg: AudioConfig, splits: AudioSplits, device: torch.device) -> dict[str, float]:
@@ -95,7 +99,7 @@ def run_conversion(cfg: AudioConfig, splits: AudioSplits, device: torch.device) 
     lengths = [min(u.waveform.shape[0], clips.shape[1]) for u in sources]
     print(f"converting {len(sources)} held-out clips into {len(speakers)} speakers "
           f"({len(sources) * len(speakers)} utterances of ≤ {clips.shape[1] / sr:.2f} s, generated sample by sample)")
-    converted = convert_all(model, clips, len(speakers), ecfg.temperature, cfg.train.seed, device)  # [B, S, T]
+    src_codes, converted = convert_all(model, clips, len(speakers), ecfg.temperature, cfg.train.seed, device)
 
     classifier = train_speaker_classifier(splits, ecfg.convert_max_seconds, sr, cfg.data.seed)
     src_ids = [speakers.index(u.speaker) for u in sources]
@@ -124,14 +128,15 @@ def run_conversion(cfg: AudioConfig, splits: AudioSplits, device: torch.device) 
     if mcd:
         metrics.update({"convert/mcd": float(np.mean(mcd)), "convert/mcd_unconverted": float(np.mean(mcd_src)),
                         "convert/mcd_reconstruction": float(np.mean(mcd_rec))})
-    metrics.update(_phone_scores(cfg, model, splits, device, digest, sources, clips, converted, lengths, src_ids))
+    metrics.update(_phone_scores(cfg, model, splits, device, digest, sources, src_codes, converted, lengths,
+                                 src_ids))
     _log(cfg, digest, metrics, sources, clips, converted, lengths, speakers)
     print("speaker conversion: " + ", ".join(f"{k.split('/')[1]} {v:.4g}" for k, v in metrics.items()))
     return metrics
 
 
 @torch.no_grad()
-def _phone_scores(cfg, model, splits, device, digest, sources, clips, converted, lengths, src_ids
+def _phone_scores(cfg, model, splits, device, digest, sources, src_codes, converted, lengths, src_ids
                   ) -> dict[str, float]:
     """Code → phone accuracy of the converted audio (and of the real source clips) against the source alignment."""
     if not all(u.segments for u in sources):
@@ -144,7 +149,6 @@ def _phone_scores(cfg, model, splits, device, digest, sources, clips, converted,
     hop, sr = model.hop, cfg.data.sample_rate
     b, s, t = converted.shape
     conv_codes = model.encode(converted.reshape(b * s, t).to(device)).view(b, s, -1).cpu()  # [B, S, N]
-    src_codes = model.encode(clips.to(device)).cpu()  # [B, N]
     hits = total = hits_src = total_src = 0
     for i, u in enumerate(sources):
         n = lengths[i] // hop

@@ -281,19 +281,63 @@ def split_by_sentence(utterances: list[Utterance], val_fraction: float, seed: in
     return train, [u for u in utterances if u.sentence_id in held_out]
 
 
-class AudioCrops(Dataset):
-    """Fixed-length crops of whole utterances; item ``i`` is a pure function of ``(seed, i)``.
+class SequenceCrops(Dataset):
+    """Fixed-length crops of labelled 1-D sequences (waveforms, code sequences); item ``i`` is a pure function of
+    ``(seed, i)``.
 
-    The utterance of item ``i`` is drawn with probability proportional to its length (so every second of audio is
-    about equally likely), then a uniform start. Utterances shorter than the crop are zero-padded at the end
-    (zeros are digital silence).
+    The sequence of item ``i`` is drawn with probability proportional to its length (so every step is about equally
+    likely), then a uniform start. Sequences shorter than the crop are zero-padded at the end.
+
+    Args:
+        sequences: The pool, each ``[T_u]``.
+        labels: One integer label per sequence.
+        length: Length of the crops, steps.
+        num_items: Number of items (crops are drawn afresh per index, so this only sets the epoch size).
+        seed: Seed of the crops.
+
+    Raises:
+        ValueError: For an empty pool, a non-positive crop or a negative ``num_items``.
+    """
+
+    def __init__(self, sequences: list[torch.Tensor], labels: list[int], length: int, num_items: int,
+                 seed: int) -> None:
+        if not sequences or length < 1 or num_items < 0:
+            raise ValueError(f"need sequences, a crop length >= 1 and num_items >= 0; got {len(sequences)} "
+                             f"sequences, {length}, {num_items}")
+        self.sequences, self.labels = sequences, labels
+        self.length, self.num_items, self.seed = length, num_items, seed
+        sizes = np.array([q.shape[0] for q in sequences], dtype=np.float64)
+        self._cdf = np.cumsum(sizes / sizes.sum())  # [number of sequences]
+
+    def __len__(self) -> int:
+        return self.num_items
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns ``(crop [length], label)`` (the label a 0-dim long tensor)."""
+        if not 0 <= i < self.num_items:
+            raise IndexError(f"index {i} out of range for {self.num_items} crops")
+        u_sequence, u_start = np.random.default_rng([self.seed, i]).random(2)
+        k = min(int(np.searchsorted(self._cdf, u_sequence, side="right")), len(self.sequences) - 1)
+        sequence = self.sequences[k]
+        start = int(u_start * (max(sequence.shape[0] - self.length, 0) + 1))
+        crop = sequence[start : start + self.length].clone()  # [<= length], not a view
+        if crop.shape[0] < self.length:
+            crop = torch.nn.functional.pad(crop, (0, self.length - crop.shape[0]))  # [length]
+        return crop, torch.tensor(self.labels[k], dtype=torch.long)
+
+
+class AudioCrops(SequenceCrops):
+    """Fixed-length waveform crops of utterances (:class:`SequenceCrops`), labelled with the speaker; utterances
+    shorter than the crop are zero-padded (zeros are digital silence).
 
     Args:
         utterances: The pool; each ``waveform`` ``[T]``.
         speakers: Speaker names; item labels are indices into this list.
         crop_samples: Length of the crops, samples.
-        num_items: Number of items (crops are drawn afresh per index, so this only sets the epoch size).
+        num_items: Number of items.
         seed: Seed of the crops.
+
+    Items are ``(waveform [crop_samples] float32, speaker index)``.
 
     Raises:
         ValueError: For an empty pool, a non-positive crop, a negative ``num_items`` or a speaker not in ``speakers``.
@@ -301,34 +345,13 @@ class AudioCrops(Dataset):
 
     def __init__(self, utterances: list[Utterance], speakers: list[str], crop_samples: int, num_items: int,
                  seed: int) -> None:
-        if not utterances or crop_samples < 1 or num_items < 0:
-            raise ValueError(f"need utterances, crop_samples >= 1 and num_items >= 0; got {len(utterances)} "
-                             f"utterances, {crop_samples}, {num_items}")
         unknown = sorted({u.speaker for u in utterances} - set(speakers))
         if unknown:
             raise ValueError(f"speakers {unknown} are not in the speaker list {speakers}")
         index = {s: k for k, s in enumerate(speakers)}
-        self.waveforms = [u.waveform for u in utterances]
-        self.labels = [index[u.speaker] for u in utterances]
-        self.crop_samples, self.num_items, self.seed = crop_samples, num_items, seed
-        lengths = np.array([w.shape[0] for w in self.waveforms], dtype=np.float64)
-        self._cdf = np.cumsum(lengths / lengths.sum())  # [number of utterances]
-
-    def __len__(self) -> int:
-        return self.num_items
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns ``(waveform [crop_samples] float32, speaker index)`` (a 0-dim long tensor)."""
-        if not 0 <= i < self.num_items:
-            raise IndexError(f"index {i} out of range for {self.num_items} crops")
-        u_utterance, u_start = np.random.default_rng([self.seed, i]).random(2)
-        k = min(int(np.searchsorted(self._cdf, u_utterance, side="right")), len(self.waveforms) - 1)
-        waveform = self.waveforms[k]
-        start = int(u_start * (max(waveform.shape[0] - self.crop_samples, 0) + 1))
-        crop = waveform[start : start + self.crop_samples].float().clone()  # [<= crop_samples], not a view
-        if crop.shape[0] < self.crop_samples:
-            crop = torch.nn.functional.pad(crop, (0, self.crop_samples - crop.shape[0]))  # [crop_samples]
-        return crop, torch.tensor(self.labels[k], dtype=torch.long)
+        super().__init__([u.waveform.float() for u in utterances], [index[u.speaker] for u in utterances],
+                         crop_samples, num_items, seed)
+        self.crop_samples = crop_samples
 
 
 _SOURCES = ("embedded", "vctk", "librispeech")

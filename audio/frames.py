@@ -5,14 +5,13 @@ Axis legend: T waveform samples, N code frames (one per ``hop`` samples), D code
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from audio.datasets import Utterance
-from audio.phones import PHONES, frame_labels
+from audio.phones import frame_labels
 
 
 def pad_to_hop(wave: torch.Tensor, hop: int) -> torch.Tensor:
@@ -21,48 +20,21 @@ def pad_to_hop(wave: torch.Tensor, hop: int) -> torch.Tensor:
     return torch.nn.functional.pad(wave, (0, length - wave.shape[-1]))
 
 
-NUM_PHONES = len(PHONES)
-
-
-@dataclass
-class UtteranceFrames:
-    """Code frames of a list of utterances, concatenated (``offsets[i]:offsets[i+1]`` is utterance i)."""
-
-    codes: torch.Tensor  # [N] long
-    labels: torch.Tensor | None  # [N] long phone indices (None when the utterances have no alignments)
-    z_e: np.ndarray | None  # [N, D] float32 encoder outputs (None unless asked for)
-    offsets: list[int]
-
-
 @torch.no_grad()
-def encode_utterances(model, utterances: list[Utterance], sample_rate: int, device: torch.device,
-                      with_z: bool = False) -> UtteranceFrames:
-    """Codes (and optionally ``z_e``) of every utterance, one utterance at a time (lengths differ).
+def utterance_z_e(model, utterances: list[Utterance], sample_rate: int, device: torch.device
+                  ) -> tuple[np.ndarray, torch.Tensor]:
+    """Encoder outputs and phone labels of every code frame of aligned utterances, concatenated.
 
-    Phone labels come from each utterance's alignment at the centre of each code frame (``hop / sample_rate``
-    seconds long); utterances without an alignment are skipped for labels, and ``labels`` is None when none has one.
+    Returns:
+        ``z_e`` ``[ΣN_u, D]`` float32 and ``labels`` ``[ΣN_u]`` long (each frame's phone at its centre, frames of
+        ``hop / sample_rate`` seconds).
     """
-    hop = model.hop
-    codes, labels, zs, offsets = [], [], [], [0]
-    have_labels = all(u.segments is not None for u in utterances)
+    zs, labels = [], []
     for utt in utterances:
-        x = pad_to_hop(utt.waveform, hop)[None].to(device)  # [1, T]
-        if with_z:
-            z = model.z_e(x)[0]  # [N, D]
-            zs.append(z.float().cpu().numpy())
-            idx = model.quantizer(z[None]).indices[0]
-        else:
-            idx = model.encode(x)[0]
-        idx = idx.reshape(idx.shape[0], -1)[:, 0].cpu()  # [N] (first codebook when several)
-        codes.append(idx)
-        if have_labels:
-            labels.append(frame_labels(utt.segments, idx.shape[0], hop / sample_rate))
-        offsets.append(offsets[-1] + idx.shape[0])
-    return UtteranceFrames(codes=torch.cat(codes) if codes else torch.zeros(0, dtype=torch.long),
-                           labels=torch.cat(labels) if have_labels and labels else None,
-                           z_e=np.concatenate(zs) if zs else None, offsets=offsets)
-
-
+        z = model.z_e(pad_to_hop(utt.waveform, model.hop)[None].to(device))[0]  # [N, D]
+        zs.append(z.float().cpu().numpy())
+        labels.append(frame_labels(utt.segments, z.shape[0], model.hop / sample_rate))
+    return np.concatenate(zs), torch.cat(labels)
 
 
 @torch.no_grad()

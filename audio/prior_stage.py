@@ -11,12 +11,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from audio.config import AudioConfig
-from audio.datasets import AudioSplits
+from audio.datasets import AudioSplits, SequenceCrops
 from audio.frames import cached_utterance_codes
 from audio.frozen import load_frozen_vqvae, vqvae_checkpoint
 from audio.media import log_audio_comparison
@@ -30,9 +29,10 @@ VAL_WINDOWS = 256
 VAL_SEED = 12345
 
 
-class CodeWindows(Dataset):
-    """Windows of ``length`` consecutive codes of whole utterances; item i → ``(codes [length] long, speaker
-    long)``, a pure function of ``(seed, i)``; utterances are drawn in proportion to their length.
+class CodeWindows(SequenceCrops):
+    """Windows of ``length`` consecutive codes of whole utterances (:class:`~audio.datasets.SequenceCrops`): item i →
+    ``(codes [length] long, speaker long)``, a pure function of ``(seed, i)``. Utterances shorter than a window are
+    left out (padding would invent codes).
 
     Raises:
         ValueError: no utterance has ``length`` codes.
@@ -42,20 +42,7 @@ class CodeWindows(Dataset):
         keep = [i for i, c in enumerate(codes) if c.shape[0] >= length]
         if not keep:
             raise ValueError(f"no utterance is {length} codes long; lower prior.crop_codes")
-        self.codes = [codes[i] for i in keep]
-        self.speakers = [speakers[i] for i in keep]
-        sizes = np.array([c.shape[0] - length + 1 for c in self.codes], dtype=np.float64)
-        self.cumulative = np.cumsum(sizes / sizes.sum())
-        self.length, self.num_items, self.seed = length, num_items, seed
-
-    def __len__(self) -> int:
-        return self.num_items
-
-    def __getitem__(self, i: int):
-        rng = np.random.default_rng([self.seed, i])
-        u = min(int(np.searchsorted(self.cumulative, rng.random(), side="right")), len(self.codes) - 1)
-        start = int(rng.integers(0, self.codes[u].shape[0] - self.length + 1))
-        return self.codes[u][start:start + self.length], torch.tensor(self.speakers[u])
+        super().__init__([codes[i] for i in keep], [speakers[i] for i in keep], length, num_items, seed)
 
 
 class AudioPriorTrainer(Trainer):

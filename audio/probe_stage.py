@@ -14,7 +14,8 @@ import torch
 
 from audio.config import AudioConfig
 from audio.datasets import AudioSplits
-from audio.frames import NUM_PHONES, cached_utterance_codes, encode_utterances, phone_labels
+from audio.frames import cached_utterance_codes, phone_labels, utterance_z_e
+from audio.phones import PHONES
 from audio.probe import probe_codes
 from core.tracking import Tracker
 
@@ -56,14 +57,12 @@ def run_probe(cfg: AudioConfig, model, splits: AudioSplits, device: torch.device
     train_codes = [train_codes[position[id(u)]] for u in train_utts]
     position = {id(u): i for i, u in enumerate(splits.val)}
     val_codes = [val_codes[position[id(u)]] for u in val_utts]
-    z_train = encode_utterances(model, _subset(train_utts, LINEAR_PROBE_UTTERANCES, cfg.data.seed + 1), sr, device,
-                                with_z=True)
-    z_val = encode_utterances(model, _subset(val_utts, LINEAR_PROBE_UTTERANCES, cfg.data.seed + 2), sr, device,
-                              with_z=True)
+    z_train = utterance_z_e(model, _subset(train_utts, LINEAR_PROBE_UTTERANCES, cfg.data.seed + 1), sr, device)
+    z_val = utterance_z_e(model, _subset(val_utts, LINEAR_PROBE_UTTERANCES, cfg.data.seed + 2), sr, device)
     k = model.quantizer.codebook_size
     result, mapping = probe_codes(torch.cat(train_codes), phone_labels(train_utts, train_codes, hop, sr),
-                                  torch.cat(val_codes), phone_labels(val_utts, val_codes, hop, sr), k, NUM_PHONES,
-                                  linear=(z_train.z_e, z_train.labels, z_val.z_e, z_val.labels), seed=cfg.data.seed)
+                                  torch.cat(val_codes), phone_labels(val_utts, val_codes, hop, sr), k, len(PHONES),
+                                  linear=(*z_train, *z_val), seed=cfg.data.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / "mapping.pt.tmp"
     torch.save({"mapping": mapping, "key": vqvae_key}, tmp)

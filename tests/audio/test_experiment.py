@@ -67,3 +67,20 @@ def test_plan_stages(stage, convert, probe, trained, expected):
 def test_unknown_stage_is_refused():
     with pytest.raises(ValueError, match="known stages"):
         plan_stages("decode", False, False, False)
+
+
+def test_code_windows_skip_short_utterances_and_keep_codes_whole():
+    from audio.prior_stage import CodeWindows
+
+    codes = [torch.arange(10), torch.arange(100, 103), torch.arange(200, 230)]
+    windows = CodeWindows(codes, [0, 1, 2], length=5, num_items=200, seed=3)
+    seen = set()
+    for i in range(len(windows)):
+        window, speaker = windows[i]
+        assert window.dtype == torch.long and window.shape == (5,)
+        assert torch.equal(window, torch.arange(int(window[0]), int(window[0]) + 5))  # consecutive, never padded
+        seen.add(int(speaker))
+    assert seen == {0, 2}  # the 3-code utterance is left out
+    assert torch.equal(windows[17][0], CodeWindows(codes, [0, 1, 2], 5, 200, seed=3)[17][0])
+    with pytest.raises(ValueError, match="lower prior.crop_codes"):
+        CodeWindows(codes, [0, 1, 2], length=31, num_items=1, seed=0)
