@@ -5,9 +5,18 @@ Axis legend: B batch, T waveform samples.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from audio.frames import pad_to_hop
+from core.trainer import num_threads
+
+
+def generation_threads(model):
+    """Context for decoding with ``model``: one thread for sample-by-sample WaveNet generation (tiny ops per step),
+    all threads for the mel decoder (convolutions and Griffin-Lim)."""
+    return num_threads(1) if model.autoregressive else contextlib.nullcontext()
 
 
 def pick_utterances(utterances, count: int) -> list:

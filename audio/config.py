@@ -33,8 +33,15 @@ class AudioDataConfig:
 class AudioModelConfig:
     """The paper's speech model (sec. 4.3): 6 strided convolutions (stride 2, window 4) → 64× fewer steps, and a
     WaveNet decoder conditioned on the upsampled ``z_q`` (local) and on the speaker (global), predicting 256-way
-    μ-law samples."""
+    μ-law samples.
 
+    ``decoder``: ``"wavenet"`` (the paper's autoregressive μ-law WaveNet) or ``"mel"`` (a deviation: the same gated
+    residual block without causality, predicting log-mel frames rendered by Griffin-Lim; see
+    :mod:`audio.mel_decoder`). Both read ``residual_channels``, ``skip_channels``, ``dilation_*``, ``kernel_size``
+    (odd for ``mel``) and ``speaker_dim``.
+    """
+
+    decoder: str = "wavenet"
     encoder_channels: int = 256  # hidden channels of the strided encoder
     num_downsamples: int = 6  # stride-2 window-4 convolutions; 2**6 = 64× downsampling
     mu_law_channels: int = 256  # μ-law quantization levels of the decoder's categorical output
@@ -44,6 +51,11 @@ class AudioModelConfig:
     dilation_cycles: int = 2
     kernel_size: int = 2
     speaker_dim: int = 64  # speaker embedding size (global conditioning)
+    mel_bands: int = 80  # decoder "mel": log-mel bands predicted per code frame (frames ``hop`` samples apart)
+    mel_fft: int = 512  # decoder "mel": STFT window (32 ms at 16 kHz) of the log-mel target and of Griffin-Lim
+    griffin_lim_iters: int = 32  # decoder "mel": Griffin-Lim iterations when rendering waveforms
+    instance_norm: bool = False  # normalise the encoder's hidden features per utterance and channel over time
+    speaker_adversary: float = 0.0  # > 0: weight of a gradient-reversed per-frame speaker classifier on z_q
 
 
 @dataclass

@@ -4,13 +4,18 @@ conditioned on speaker B, and score the result objectively.
 Axis legend: M conversions (source clip × target speaker), T waveform samples, N code frames.
 
 Scores (all on sentences never heard in training):
-- ``convert/target_speaker_accuracy`` — a speaker classifier (:class:`audio.scores.SpeakerClassifier`) trained on
-  real, unconverted training audio, applied to converted audio, scored against the *target* speaker;
-  ``convert/real_speaker_accuracy`` is the same classifier on the real held-out clips (its ceiling) and
-  ``convert/reconstruction_speaker_accuracy`` on A → A reconstructions.
-- ``convert/mcd`` — mel-cepstral distortion (dB) of A → B against B's own rendering of the same sentence (the
-  embedded corpus is parallel); ``convert/mcd_unconverted`` is A's real audio against the same reference (what
-  conversion should beat) and ``convert/mcd_reconstruction`` is A → A against A's real audio.
+- ``convert/target_speaker_accuracy`` — a speaker scorer (:class:`audio.speaker_scorer.SpeakerScorer`) trained on
+  real training audio (and its noisy, μ-law and Griffin-Lim renderings), applied to converted audio, scored against
+  the *target* speaker; ``convert/chance_accuracy`` is 1 / speakers; ``convert/reconstruction_speaker_accuracy`` is
+  the same on A → A reconstructions (the ceiling conversion can reach).
+- The scorer's validation, before it scores the model, on held-out real clips: ``convert/scorer_clean_accuracy``
+  (also logged as ``convert/real_speaker_accuracy``), ``convert/scorer_noise_10db_accuracy``,
+  ``convert/scorer_mu_law_accuracy``, ``convert/scorer_griffin_lim_accuracy`` and ``convert/scorer_gain_agreement``
+  (decisions unchanged under gains of 0.25 and 4).
+- ``convert/mcd`` — mel-cepstral distortion (dB, standard definition, :mod:`audio.scores`) of A → B against B's own
+  rendering of the same sentence (the embedded corpus is parallel); ``convert/mcd_unconverted`` is A's real audio
+  against the same reference (what conversion should beat) and ``convert/mcd_reconstruction`` is A → A against A's
+  real audio.
 - ``convert/phone_accuracy`` — the code → phone mapping of the probe stage applied to the codes of the converted
   audio, scored against A's alignment (content kept); ``convert/phone_accuracy_source`` is the same on A's real audio.
 The clips are cut to ``eval.convert_max_seconds``; the reference rendering of B is cut at the same fraction of its
@@ -26,18 +31,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audio.clips import clip_batch
+from audio.clips import clip_batch, generation_threads
 from audio.config import AudioConfig
 from audio.datasets import AudioSplits
 from audio.frozen import load_frozen_vqvae, vqvae_checkpoint
+from audio.mel import MelSettings
 from audio.media import log_audio_comparison
 from audio.phones import frame_labels
 from audio.probe_stage import load_mapping, run_probe
-from audio.scores import SpeakerClassifier, mel_cepstral_distortion
+from audio.scores import mel_cepstral_distortion
+from audio.speaker_scorer import SpeakerScorer
 from core.tracking import Tracker
-from core.trainer import num_threads
 
-CLASSIFIER_UTTERANCES = 120  # training utterances per speaker for the speaker classifier
+SCORER_UTTERANCES = 60  # training utterances per speaker for the speaker scorer (each also in 3 renderings)
+VALIDATION_UTTERANCES = 20  # held-out utterances per speaker to validate the scorer on
 
 
 def conversion_sources(splits: AudioSplits, per_speaker: int) -> list:
@@ -55,19 +62,35 @@ def conversion_sources(splits: AudioSplits, per_speaker: int) -> list:
     return chosen
 
 
-def train_speaker_classifier(splits: AudioSplits, max_seconds: float, sample_rate: int, seed: int
-                             ) -> SpeakerClassifier:
-    """The classifier of real speech: clips (first ``max_seconds``) of up to ``CLASSIFIER_UTTERANCES`` training
-    utterances per speaker."""
+def speaker_clips(utterances: list, speakers: list[str], per_speaker: int, max_seconds: float, sample_rate: int,
+                  seed: int) -> tuple[list[torch.Tensor], list[int]]:
+    """Clips (first ``max_seconds``) of up to ``per_speaker`` randomly chosen utterances of every speaker, and their
+    speaker indices."""
     rng = random.Random(seed)
     waves, labels = [], []
     limit = int(max_seconds * sample_rate)
-    for index, name in enumerate(splits.speakers):
-        own = [u for u in splits.train if u.speaker == name]
-        for u in rng.sample(own, min(CLASSIFIER_UTTERANCES, len(own))):
+    for index, name in enumerate(speakers):
+        own = [u for u in utterances if u.speaker == name]
+        for u in rng.sample(own, min(per_speaker, len(own))):
             waves.append(u.waveform[:limit])
             labels.append(index)
-    return SpeakerClassifier(sample_rate, seed).fit(waves, labels)
+    return waves, labels
+
+
+def validated_scorer(splits: AudioSplits, max_seconds: float, sample_rate: int, mel: MelSettings, seed: int
+                     ) -> tuple[SpeakerScorer, dict[str, float]]:
+    """The speaker scorer fitted on real training clips (with augmentations) and its ``convert/scorer_*`` validation
+    on held-out real clips."""
+    waves, labels = speaker_clips(splits.train, splits.speakers, SCORER_UTTERANCES, max_seconds, sample_rate, seed)
+    scorer = SpeakerScorer(sample_rate, mel, seed).fit(waves, labels)
+    waves, labels = speaker_clips(splits.val, splits.speakers, VALIDATION_UTTERANCES, max_seconds, sample_rate,
+                                  seed + 1)
+    checks = scorer.validate(waves, labels)
+    metrics = {f"convert/scorer_{k}_accuracy" if k != "gain_agreement" else "convert/scorer_gain_agreement": v
+               for k, v in checks.items()}
+    metrics["convert/real_speaker_accuracy"] = checks["clean"]
+    metrics["convert/scorer_validation_clips"] = float(len(waves))
+    return scorer, metrics
 
 
 @torch.no_grad()
@@ -83,7 +106,7 @@ def convert_all(model, clips: torch.Tensor, num_speakers: int, temperature: floa
     codes = source_codes.repeat_interleave(num_speakers, dim=0)  # [B*S, N]
     targets = torch.arange(num_speakers, device=device).repeat(b)  # [B*S]
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    with num_threads(1):
+    with generation_threads(model):
         out = model.decode(codes, targets, temperature=temperature, generator=gen)  # [B*S, T]
     return source_codes.cpu(), out.view(b, num_speakers, -1).cpu()
 
@@ -101,12 +124,17 @@ def run_conversion(cfg: AudioConfig, splits: AudioSplits, device: torch.device) 
           f"({len(sources) * len(speakers)} utterances of ≤ {clips.shape[1] / sr:.2f} s, generated sample by sample)")
     src_codes, converted = convert_all(model, clips, len(speakers), ecfg.temperature, cfg.train.seed, device)
 
-    classifier = train_speaker_classifier(splits, ecfg.convert_max_seconds, sr, cfg.data.seed)
+    mel = getattr(model, "mel_settings", MelSettings(sample_rate=sr, hop=hop))
+    scorer, scorer_metrics = validated_scorer(splits, ecfg.convert_max_seconds, sr, mel, cfg.data.seed)
+    print("speaker scorer on held-out real clips: " + ", ".join(f"{k.split('/')[1]} {v:.3f}"
+                                                                for k, v in scorer_metrics.items()))
     src_ids = [speakers.index(u.speaker) for u in sources]
     by_key = {(u.speaker, u.sentence_id): u for u in splits.val}
-    conv_waves, conv_targets, rec_waves, mcd, mcd_src, mcd_rec = [], [], [], [], [], []
+    conv_waves, conv_targets, conv_sources, rec_waves, mcd, mcd_src, mcd_rec = [], [], [], [], [], [], []
+    pairs: dict[str, dict[str, torch.Tensor]] = {}  # the first clip of each source speaker into every other voice
     for b, u in enumerate(sources):
         n = lengths[b]
+        first = b == min(i for i, v in enumerate(sources) if v.speaker == u.speaker)
         for t, target in enumerate(speakers):
             wave = converted[b, t, :n]
             if t == src_ids[b]:
@@ -115,22 +143,27 @@ def run_conversion(cfg: AudioConfig, splits: AudioSplits, device: torch.device) 
                 continue
             conv_waves.append(wave)
             conv_targets.append(t)
+            conv_sources.append(src_ids[b])
             ref = by_key.get((target, u.sentence_id))
             if ref is not None:
                 cut = max(1, round(ref.waveform.shape[0] * n / u.waveform.shape[0]))
                 mcd.append(mel_cepstral_distortion(wave, ref.waveform[:cut], sr))
                 mcd_src.append(mel_cepstral_distortion(clips[b, :n], ref.waveform[:cut], sr))
-    metrics = {"convert/target_speaker_accuracy": classifier.accuracy(conv_waves, conv_targets),
-               "convert/reconstruction_speaker_accuracy": classifier.accuracy(rec_waves, src_ids),
-               "convert/real_speaker_accuracy": classifier.accuracy([clips[b, :n] for b, n in enumerate(lengths)],
-                                                                    src_ids),
-               "convert/conversions": float(len(conv_waves))}
+                if first:
+                    pairs[f"{u.speaker}_to_{target}_{u.sentence_id}"] = {
+                        f"source ({u.speaker})": clips[b, :n], f"conversion ({u.speaker} → {target})": wave,
+                        f"target's own rendering ({target})": ref.waveform[:cut]}
+    metrics = {"convert/target_speaker_accuracy": scorer.accuracy(conv_waves, conv_targets),
+               "convert/reconstruction_speaker_accuracy": scorer.accuracy(rec_waves, src_ids),
+               "convert/source_speaker_accuracy": scorer.accuracy(conv_waves, conv_sources),
+               "convert/chance_accuracy": 1.0 / len(speakers),
+               "convert/conversions": float(len(conv_waves)), **scorer_metrics}
     if mcd:
         metrics.update({"convert/mcd": float(np.mean(mcd)), "convert/mcd_unconverted": float(np.mean(mcd_src)),
                         "convert/mcd_reconstruction": float(np.mean(mcd_rec))})
     metrics.update(_phone_scores(cfg, model, splits, device, digest, sources, src_codes, converted, lengths,
                                  src_ids))
-    _log(cfg, digest, metrics, sources, clips, converted, lengths, speakers)
+    _log(cfg, digest, metrics, pairs, speakers)
     print("speaker conversion: " + ", ".join(f"{k.split('/')[1]} {v:.4g}" for k, v in metrics.items()))
     return metrics
 
@@ -162,23 +195,18 @@ def _phone_scores(cfg, model, splits, device, digest, sources, src_codes, conver
     return {"convert/phone_accuracy": hits / max(total, 1), "convert/phone_accuracy_source": hits_src / max(total_src, 1)}
 
 
-def _log(cfg, digest, metrics, sources, clips, converted, lengths, speakers) -> None:
-    """An MLflow run "convert": params, the scores, and per source speaker its first clip in every voice."""
+def _log(cfg, digest, metrics, pairs: dict[str, dict[str, torch.Tensor]], speakers) -> None:
+    """An MLflow run "convert": params, the scores, and per conversion pair the source, the conversion and the
+    target voice's own rendering of the sentence as wav files with their log-mel spectrograms side by side."""
     tracker = Tracker(dataclasses.replace(cfg.tracking, run_name=(cfg.tracking.run_name or "audio") + "-convert"))
     tracker.log_params({"stage": "convert", "derived.vqvae": digest, "derived.speakers": ",".join(speakers),
                         "eval.convert_utterances": cfg.eval.convert_utterances,
                         "eval.convert_max_seconds": cfg.eval.convert_max_seconds,
                         "eval.temperature": cfg.eval.temperature})
     tracker.log_metrics(metrics, 0)
-    seen = set()
-    for b, u in enumerate(sources):
-        if u.speaker in seen:
-            continue
-        seen.add(u.speaker)
-        n = lengths[b]
-        waves = {f"{u.speaker}_{u.sentence_id}_original": clips[b, :n]}
-        waves.update({f"{u.speaker}_to_{t}": converted[b, j, :n] for j, t in enumerate(speakers)})
-        log_audio_comparison(tracker, waves, cfg.data.sample_rate, f"conversions/{u.speaker}",
-                             f"{u.speaker}, sentence {u.sentence_id}, in every voice")
+    for name, waves in pairs.items():
+        files = dict(zip(("source", "conversion", "target"), waves.values()))
+        log_audio_comparison(tracker, files, cfg.data.sample_rate, f"conversions/{name}", name.replace("_", " "),
+                             columns=True, labels=list(waves))
     print(f"MLflow UI: {tracker.ui_command()}")
     tracker.end()

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from audio.config import AudioConfig
 from audio.datasets import AudioCrops, AudioSplits, build_audio_datasets
-from audio.clips import clip_batch, pick_utterances
+from audio.clips import clip_batch, generation_threads, pick_utterances
 from audio.frozen import load_frozen_vqvae, vqvae_checkpoint
 from audio.media import log_audio_comparison
 from audio.model import AudioVQVAE
@@ -25,7 +25,7 @@ from core.checkpoint import state_hash
 from core.config import load_config, to_dict
 from core.media import usage_histogram
 from core.metrics import CodebookUsage
-from core.trainer import (Trainer, fit_stage, num_threads, print_metrics, resolve_device, seed_everything,
+from core.trainer import (Trainer, fit_stage, print_metrics, resolve_device, seed_everything,
                           vqvae_loss_terms)
 
 VAL_SEED = 12345  # the held-out crops are the same for every run and seed
@@ -44,9 +44,10 @@ def crop_samples(cfg: AudioConfig) -> int:
 
 
 class AudioVQVAETrainer(Trainer):
-    """Stage "vqvae": trains :class:`AudioVQVAE` on waveform crops; evaluates the decoder's teacher-forced NLL
-    (nats and bits per sample) and codebook health on fixed held-out crops; ends with the phoneme probe and logs
-    reconstructions (wav + spectrograms) of held-out utterances."""
+    """Stage "vqvae": trains :class:`AudioVQVAE` on waveform crops; evaluates the decoder's reconstruction loss
+    (WaveNet: teacher-forced NLL in nats and bits per sample; mel: L1 of the log-mel frames) and codebook health on
+    fixed held-out crops; ends with the phoneme probe and logs reconstructions (wav + spectrograms) of held-out
+    utterances."""
 
     def __init__(self, cfg: AudioConfig, splits: AudioSplits):
         self.audio_cfg = cfg
@@ -72,7 +73,11 @@ class AudioVQVAETrainer(Trainer):
 
     def compute_loss(self, batch) -> dict[str, torch.Tensor]:
         x, speaker = batch
-        return vqvae_loss_terms(self.model(x, speaker))
+        out = self.model(x, speaker)
+        terms = vqvae_loss_terms(out)
+        if out.adversary_loss is not None:
+            terms.update(adversary_loss=out.adversary_loss.detach(), adversary_accuracy=out.adversary_accuracy)
+        return terms
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -84,8 +89,10 @@ class AudioVQVAETrainer(Trainer):
             count += x.shape[0]
             usage.update(out.quantizer.indices)
         self.last_usage = usage
-        nll = total / max(count, 1)
-        return {"recon_loss": nll, "bits_per_sample": nll / math.log(2), **usage.summary()}
+        loss = total / max(count, 1)
+        if not self.model.autoregressive:
+            return {"recon_loss": loss, **usage.summary()}
+        return {"recon_loss": loss, "bits_per_sample": loss / math.log(2), **usage.summary()}
 
     @torch.no_grad()
     def final_metrics(self) -> dict[str, float]:
@@ -95,8 +102,8 @@ class AudioVQVAETrainer(Trainer):
 
     @torch.no_grad()
     def log_media(self, step: int) -> None:
-        """Held-out utterances (cut to ``eval.convert_max_seconds``) next to their reconstructions, generated
-        sample by sample by the WaveNet decoder from the codes, as wav files and spectrograms; the usage histogram."""
+        """Held-out utterances (cut to ``eval.convert_max_seconds``) next to their reconstructions decoded from the
+        codes (WaveNet: sample by sample; mel: Griffin-Lim), as wav files and spectrograms; the usage histogram."""
         import matplotlib.pyplot as plt
 
         self.model.eval()
@@ -106,7 +113,7 @@ class AudioVQVAETrainer(Trainer):
             x = clip_batch([u.waveform for u in utts], ecfg.convert_max_seconds, sr, self.model.hop).to(self.device)
             speaker = torch.tensor([self.splits.speakers.index(u.speaker) for u in utts], device=self.device)
             gen = torch.Generator(device="cpu").manual_seed(self.cfg.seed)
-            with num_threads(1):
+            with generation_threads(self.model):
                 x_hat = self.model.decode(self.model.encode(x), speaker, temperature=ecfg.temperature,
                                           generator=gen)
             waves = {}

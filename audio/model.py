@@ -1,5 +1,7 @@
 """The paper's speech VQ-VAE (sec. 4.3): a strided-convolution encoder (64× fewer steps), any core quantizer, and a
-WaveNet decoder over 256-way μ-law samples conditioned on the latents (local) and the speaker (global).
+WaveNet decoder over 256-way μ-law samples conditioned on the latents (local) and the speaker (global); or, as a
+named deviation (``model.decoder: mel``), a non-causal gated convolution decoder predicting log-mel frames rendered by
+Griffin-Lim (:mod:`audio.mel_decoder`).
 
 Local conditioning: ``z_q`` stays at the code rate and the decoder WaveNet holds each code's per-layer 1×1 projection
 for its 64 samples (``WaveNet(local_hop=64)``), which is exactly nearest-neighbour upsampling of ``z_q`` to the sample
@@ -18,7 +20,10 @@ import torchaudio.functional as AF
 from einops import rearrange
 from torch import nn
 
+from audio.adversary import SpeakerAdversary
 from audio.config import AudioModelConfig
+from audio.mel import MelSettings, griffin_lim, log_mel
+from audio.mel_decoder import MelDecoder
 from core.config import QuantizerConfig
 from core.quantize import QuantizerOutput, build_quantizer
 from priors.wavenet import WaveNet
@@ -42,15 +47,20 @@ class AudioEncoder(nn.Module):
         channels: hidden channels of the strided convolutions.
         num_downsamples: n.
         out_dim: size of the code space (G·D, or 2·G·D when the quantizer also needs a log-variance).
+        instance_norm: normalise the last hidden features per item and channel over time (zero mean, unit
+            variance, no affine) before the 1×1 projection, removing each utterance's global feature statistics
+            (a deviation from the paper, as in instance-normalised voice-conversion encoders).
     """
 
-    def __init__(self, channels: int, num_downsamples: int, out_dim: int):
+    def __init__(self, channels: int, num_downsamples: int, out_dim: int, instance_norm: bool = False):
         super().__init__()
         if num_downsamples < 1:
             raise ValueError(f"num_downsamples must be >= 1, got {num_downsamples}")
         layers: list[nn.Module] = []
         for i in range(num_downsamples):
             layers += [nn.Conv1d(1 if i == 0 else channels, channels, 4, stride=2, padding=1), nn.ReLU()]
+        if instance_norm:
+            layers.append(nn.InstanceNorm1d(channels))
         layers.append(nn.Conv1d(channels, out_dim, 1))
         self.net = nn.Sequential(*layers)
         self.hop = 2 ** num_downsamples
@@ -69,18 +79,24 @@ class AudioEncoder(nn.Module):
 class AudioVQVAEOutput:
     """Output of :meth:`AudioVQVAE.forward`."""
 
-    logits: torch.Tensor  # [B, 256, L] decoder logits of the μ-law sample at each position (teacher-forced)
+    logits: torch.Tensor | None  # wavenet: [B, 256, L] logits of the μ-law sample at each position (teacher-forced)
+    mel: torch.Tensor | None  # mel: [B, M, N] predicted log-mel frames
     loss: torch.Tensor  # [] training objective
-    recon_loss: torch.Tensor  # [] cross-entropy of the μ-law targets, nats per sample
+    recon_loss: torch.Tensor  # [] wavenet: cross-entropy of the μ-law targets, nats per sample;
+    #                            mel: mean absolute error of the log-mel frames, nats per band and frame
     quantizer: QuantizerOutput  # z_q [B, N, D], indices [B, N] ([B, N, G]), perplexity, loss terms
+    adversary_loss: torch.Tensor | None = None  # [] speaker adversary's cross-entropy, nats per frame (when enabled)
+    adversary_accuracy: torch.Tensor | None = None  # [] fraction of code frames whose speaker it names
 
 
 class AudioVQVAE(nn.Module):
-    """Speech VQ-VAE with any core quantizer (``quantizer.kind``: vq, ema or sq) and a WaveNet decoder.
+    """Speech VQ-VAE with any core quantizer (``quantizer.kind``: vq, ema or sq) and a WaveNet or mel decoder.
 
-    Objective: ``recon_loss + quantizer.loss`` for vq / ema (paper eq. 3 with the decoder's log-likelihood);
+    Objective: ``recon_loss + quantizer.loss`` for vq / ema (paper eq. 3 with the decoder's log-likelihood;
+    with the mel decoder an L1 loss on log-mel frames takes the log-likelihood's place);
     for sq the quantizer's term is per latent vector, so it is scaled by ``N / L = 1 / hop`` to put the sum on the
-    same per-sample scale as ``recon_loss`` (as the image model does per sub-pixel).
+    same per-sample scale as ``recon_loss`` (as the image model does per sub-pixel; 1 for the mel decoder, whose
+    loss is already per code frame).
 
     Args:
         model_cfg: encoder and WaveNet sizes.
@@ -101,11 +117,28 @@ class AudioVQVAE(nn.Module):
         code_channels = self.quantizer.input_dim  # G·D
         self.elementwise_variance = quantizer_cfg.kind == "sq" and quantizer_cfg.variance == "elementwise"
         head = 2 * code_channels if self.elementwise_variance else code_channels
-        self.encoder = AudioEncoder(model_cfg.encoder_channels, model_cfg.num_downsamples, head)
-        self.decoder = WaveNet(model_cfg.mu_law_channels, model_cfg.residual_channels, model_cfg.skip_channels,
-                               model_cfg.dilation_layers, model_cfg.dilation_cycles, model_cfg.kernel_size,
-                               local_channels=code_channels, global_classes=num_speakers,
-                               global_dim=model_cfg.speaker_dim, local_hop=self.hop)
+        self.encoder = AudioEncoder(model_cfg.encoder_channels, model_cfg.num_downsamples, head,
+                                    model_cfg.instance_norm)
+        if model_cfg.decoder == "wavenet":
+            self.decoder = WaveNet(model_cfg.mu_law_channels, model_cfg.residual_channels, model_cfg.skip_channels,
+                                   model_cfg.dilation_layers, model_cfg.dilation_cycles, model_cfg.kernel_size,
+                                   local_channels=code_channels, global_classes=num_speakers,
+                                   global_dim=model_cfg.speaker_dim, local_hop=self.hop)
+        elif model_cfg.decoder == "mel":
+            self.mel_settings = MelSettings(hop=self.hop, n_fft=model_cfg.mel_fft, n_mels=model_cfg.mel_bands,
+                                            griffin_lim_iters=model_cfg.griffin_lim_iters)
+            self.decoder = MelDecoder(code_channels, model_cfg.mel_bands, model_cfg.residual_channels,
+                                      model_cfg.skip_channels, model_cfg.dilation_layers, model_cfg.dilation_cycles,
+                                      model_cfg.kernel_size, num_speakers, model_cfg.speaker_dim)
+        else:
+            raise ValueError(f"unknown model.decoder {model_cfg.decoder!r}; known decoders: wavenet, mel")
+        self.adversary = (SpeakerAdversary(code_channels, num_speakers, model_cfg.speaker_adversary)
+                          if model_cfg.speaker_adversary > 0 else None)
+
+    @property
+    def autoregressive(self) -> bool:
+        """True for the WaveNet decoder (generation sample by sample), False for the mel decoder."""
+        return self.cfg.decoder == "wavenet"
 
     @property
     def hop(self) -> int:
@@ -114,8 +147,9 @@ class AudioVQVAE(nn.Module):
 
     @property
     def receptive_field(self) -> int:
-        """Past samples the decoder's logits at t see (the WaveNet's receptive field, in samples)."""
-        return self.decoder.receptive_field
+        """Waveform samples the decoder's output at t sees: the WaveNet's past samples, or the mel decoder's centred
+        window of code frames times ``hop``."""
+        return self.decoder.receptive_field * (1 if self.autoregressive else self.hop)
 
     def _quantize(self, waveform: torch.Tensor) -> QuantizerOutput:
         head = self.encoder(waveform)  # [B, N, G·D (×2)]
@@ -140,11 +174,23 @@ class AudioVQVAE(nn.Module):
             ValueError: for a misshapen waveform or speaker ids out of range.
         """
         q = self._quantize(waveform)
-        targets = mu_law_encode(waveform, self.cfg.mu_law_channels)  # [B, L]
-        logits = self.decoder(targets, self.latents_to_local(q.z_q), speaker)  # [B, 256, L]
-        recon = F.cross_entropy(logits, targets)  # nats per sample
-        latent_weight = 1.0 / self.hop if self.quantizer_cfg.kind == "sq" else 1.0
-        return AudioVQVAEOutput(logits=logits, loss=recon + q.loss * latent_weight, recon_loss=recon, quantizer=q)
+        local = self.latents_to_local(q.z_q)  # [B, D, N]
+        logits = mel = None
+        if self.autoregressive:
+            targets = mu_law_encode(waveform, self.cfg.mu_law_channels)  # [B, L]
+            logits = self.decoder(targets, local, speaker)  # [B, 256, L]
+            recon = F.cross_entropy(logits, targets)  # nats per sample
+        else:
+            mel = self.decoder(local, speaker)  # [B, M, N]
+            recon = (mel - log_mel(waveform, self.mel_settings)).abs().mean()  # nats per band and frame
+        latent_weight = 1.0 / self.hop if self.quantizer_cfg.kind == "sq" and self.autoregressive else 1.0
+        loss = recon + q.loss * latent_weight
+        adv_loss = adv_acc = None
+        if self.adversary is not None:
+            adv_loss, adv_acc = self.adversary(q.z_q, speaker)
+            loss = loss + adv_loss  # the adversary minimises it; the encoder gets its reversed gradient
+        return AudioVQVAEOutput(logits=logits, mel=mel, loss=loss, recon_loss=recon, quantizer=q,
+                                adversary_loss=adv_loss, adversary_accuracy=adv_acc)
 
     @staticmethod
     def latents_to_local(z_q: torch.Tensor) -> torch.Tensor:
@@ -158,7 +204,8 @@ class AudioVQVAE(nn.Module):
         Raises:
             ValueError: for indices outside ``[0, K)``.
         """
-        return self.latents_to_local(self.quantizer.lookup(indices).to(self.decoder.embedding.weight.dtype))
+        dtype = self.decoder.input.weight.dtype if not self.autoregressive else self.decoder.embedding.weight.dtype
+        return self.latents_to_local(self.quantizer.lookup(indices).to(dtype))
 
     @torch.no_grad()
     def encode(self, waveform: torch.Tensor) -> torch.Tensor:
@@ -173,6 +220,8 @@ class AudioVQVAE(nn.Module):
         ``method``; ``noise`` is ``[B, N·hop, 256]``)."""
         if indices.dim() < 2:
             raise ValueError(f"indices must be [B, N] (or [B, N, G]), got {tuple(indices.shape)}")
+        if not self.autoregressive:
+            raise ValueError("decode_mu_law needs model.decoder=wavenet; this model's decoder is mel")
         with torch.no_grad():
             local = self.codes_to_local(indices)  # [B, D, N]
         return self.decoder.generate(indices.shape[1] * self.hop, local, speaker, temperature=temperature,
@@ -183,7 +232,24 @@ class AudioVQVAE(nn.Module):
                method: str = "incremental") -> torch.Tensor:
         """Waveform ``[B, N·hop]`` in [-1, 1] generated from codes ``[B, N]`` as speakers ``[B]``.
 
-        Speaker conversion is ``decode(encode(x), other_speaker)``. Arguments as in :meth:`decode_mu_law`.
+        Speaker conversion is ``decode(encode(x), other_speaker)``. Arguments as in :meth:`decode_mu_law`; the mel
+        decoder is deterministic and ignores ``temperature``, ``generator``, ``noise`` and ``method`` (its log-mel
+        frames are rendered by Griffin-Lim, :func:`audio.mel.griffin_lim`).
         """
+        if not self.autoregressive:
+            return griffin_lim(self.decode_mel(indices, speaker), self.mel_settings).clamp(-1.0, 1.0)
         return mu_law_decode(self.decode_mu_law(indices, speaker, temperature, generator, noise, method),
                              self.cfg.mu_law_channels)
+
+    @torch.no_grad()
+    def decode_mel(self, indices: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
+        """Log-mel frames ``[B, M, N]`` predicted by the mel decoder from codes ``[B, N]`` as speakers ``[B]``.
+
+        Raises:
+            ValueError: for a WaveNet model or misshapen inputs.
+        """
+        if self.autoregressive:
+            raise ValueError("decode_mel needs model.decoder=mel; this model's decoder is wavenet")
+        if indices.dim() < 2:
+            raise ValueError(f"indices must be [B, N] (or [B, N, G]), got {tuple(indices.shape)}")
+        return self.decoder(self.codes_to_local(indices), speaker)

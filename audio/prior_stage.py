@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from audio.clips import generation_threads
 from audio.config import AudioConfig
 from audio.datasets import AudioSplits, SequenceCrops
 from audio.frames import cached_utterance_codes
@@ -124,6 +125,7 @@ def run_sample(cfg: AudioConfig, splits: AudioSplits, device: torch.device) -> d
     gen = torch.Generator(device="cpu").manual_seed(cfg.train.seed)
     with num_threads(1):
         codes = prior.generate(num_codes, global_ids=ids, temperature=p.temperature, generator=gen)  # [B, N]
+    with generation_threads(vqvae):
         waves = vqvae.decode(codes, ids, temperature=cfg.eval.temperature, generator=gen).cpu()  # [B, T]
     tracker = Tracker(dataclasses.replace(cfg.tracking, run_name=(cfg.tracking.run_name or "audio") + "-sample"))
     tracker.log_params({"stage": "sample", "derived.vqvae_hash": digest, "prior.temperature": p.temperature,

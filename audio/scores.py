@@ -1,18 +1,19 @@
-"""Objective scores of converted speech: a speaker classifier and mel-cepstral distortion.
+"""Mel-cepstral distortion (MCD) between two renderings of the same sentence.
 
-Axis legend: T waveform samples, F analysis frames, C cepstral coefficients.
+Axis legend: T waveform samples, F analysis frames, C cepstral coefficients, M mel bands.
 
-- :class:`SpeakerClassifier` — multinomial logistic regression (scikit-learn) on utterance-level statistics (mean
-  and standard deviation over frames) of mel-cepstra and their deltas, trained on real, unconverted audio. The
-  accuracy of its decisions on converted audio, against the *target* speaker, measures whether conversion changed
-  the voice.
-- :func:`mel_cepstral_distortion` — MCD in dB between two renderings of the same sentence, after dynamic time warping
-  (librosa), over coefficients 1..C (c0, the energy, excluded):
-  ``MCD = (10 / ln 10) · sqrt(2 · Σ_c (c_c − c'_c)²)`` averaged over the warping path (Kubichek 1993).
-  The cepstra here are the cosine transform of the log *amplitude* mel spectrum (80 bands, 64 ms windows, 16 ms
-  hop at 16 kHz), scaled so that ``log|X| = c0 + 2·Σ c_d cos(·)``,
-  not SPTK's all-pass mel-cepstral analysis, so values compare within this suite and only roughly with published
-  MCDs.
+:func:`mel_cepstral_distortion` is the standard MCD in dB (Kubichek 1993, as computed with SPTK-convention
+mel-cepstra in the speech-synthesis literature), after dynamic time warping (librosa), over coefficients 1..C
+(c0, the energy, excluded) and averaged over the warping path:
+
+    ``MCD = (10 / ln 10) · sqrt(2 · Σ_{d=1..C} (c_d − c'_d)²)``.
+
+The cepstra are those of the log *amplitude* mel spectrum (M = 80 Slaney bands, 64 ms windows, 16 ms hop at
+16 kHz) in the SPTK convention ``ln|X_m| = c0 + Σ_{d≥1} c_d · cos(π·d·(m + ½) / M)`` (one-sided: no factor 2 on
+the cosine terms). With that convention and all M − 1 cepstra kept, the MCD of two aligned frames equals the RMS
+difference in dB (``20·log10`` of amplitude) of their mean-removed log mel spectra, over the M bands — a test checks
+this. The cepstra are the cosine transform of a mel filterbank, not SPTK's all-pass mel-cepstral analysis, so values
+compare closely but not exactly with published MCDs.
 """
 
 from __future__ import annotations
@@ -26,102 +27,70 @@ N_MELS = 80
 NUM_CEPSTRA = 24  # coefficients 1..24 (c0 dropped)
 WINDOW_SECONDS = 0.064
 HOP_SECONDS = 0.016
-_MCD_CONST = 10.0 / math.log(10.0) * math.sqrt(2.0)
+MCD_CONST = 10.0 / math.log(10.0) * math.sqrt(2.0)
 
 
-def _as_numpy(wave: torch.Tensor | np.ndarray) -> np.ndarray:
+def as_mono_numpy(wave: torch.Tensor | np.ndarray) -> np.ndarray:
+    """A waveform ``[T]`` as float32 numpy; raises ValueError unless it is 1-D."""
     w = wave.detach().cpu().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave)
     if w.ndim != 1:
         raise ValueError(f"expected a mono waveform [T], got shape {w.shape}")
     return w.astype(np.float32)
 
 
-def mel_cepstrum(wave: torch.Tensor | np.ndarray, sample_rate: int, num_cepstra: int = NUM_CEPSTRA) -> np.ndarray:
-    """Mel-cepstra ``[F, num_cepstra]`` (coefficients 1..num_cepstra) of a waveform ``[T]`` in [-1, 1].
+def log_mel_amplitude(wave: torch.Tensor | np.ndarray, sample_rate: int) -> np.ndarray:
+    """Natural log of the mel band amplitudes ``[F, M]`` of a waveform ``[T]`` (the MCD's analysis).
 
     Raises:
         ValueError: the waveform is not 1-D or shorter than one analysis window.
     """
     import librosa
-    from scipy.fft import dct
 
-    w = _as_numpy(wave)
+    w = as_mono_numpy(wave)
     n_fft = int(round(WINDOW_SECONDS * sample_rate))
     if len(w) < n_fft:
         raise ValueError(f"waveform of {len(w)} samples is shorter than one {n_fft}-sample analysis window")
     power = librosa.feature.melspectrogram(y=w, sr=sample_rate, n_fft=n_fft, hop_length=int(HOP_SECONDS * sample_rate),
-                                           n_mels=N_MELS, center=False)  # [N_MELS, F]
-    log_amplitude = 0.5 * np.log(np.maximum(power, 1e-10))
-    # unnormalized DCT-II / N_MELS: log|X| = c0 + 2·Σ_d c_d·cos(π·d·(m + ½)/N_MELS) over the mel bands m, the
-    # cepstral convention the MCD formula assumes
-    cepstra = dct(log_amplitude, type=2, axis=0) / (2 * N_MELS)  # [N_MELS, F]
-    return cepstra[1:num_cepstra + 1].T.astype(np.float64)  # [F, C]
+                                           n_mels=N_MELS, center=False)  # [M, F]
+    return (0.5 * np.log(np.maximum(power, 1e-10))).T.astype(np.float64)  # [F, M]
+
+
+def cepstra_of_log_mel(log_amplitude: np.ndarray, num_cepstra: int = NUM_CEPSTRA) -> np.ndarray:
+    """SPTK-convention cepstra ``[F, num_cepstra]`` (coefficients 1..num_cepstra) of log amplitudes ``[F, M]``.
+
+    Raises:
+        ValueError: ``num_cepstra`` outside ``[1, M − 1]``.
+    """
+    from scipy.fft import dct
+
+    m = log_amplitude.shape[1]
+    if not 1 <= num_cepstra <= m - 1:
+        raise ValueError(f"num_cepstra must lie in [1, {m - 1}], got {num_cepstra}")
+    # scipy's unnormalized DCT-II is y_d = 2·Σ_m x_m·cos(π·d·(m + ½)/M); the inverse of the one-sided series
+    # ln|X_m| = c0 + Σ_{d≥1} c_d·cos(…) is c_d = (2/M)·Σ_m ln|X_m|·cos(…) = y_d / M for d ≥ 1
+    return (dct(log_amplitude, type=2, axis=1) / m)[:, 1:num_cepstra + 1]
+
+
+def mel_cepstrum(wave: torch.Tensor | np.ndarray, sample_rate: int, num_cepstra: int = NUM_CEPSTRA) -> np.ndarray:
+    """Mel-cepstra ``[F, num_cepstra]`` (coefficients 1..num_cepstra, SPTK convention) of a waveform ``[T]``.
+
+    Raises:
+        ValueError: the waveform is not 1-D or shorter than one analysis window.
+    """
+    return cepstra_of_log_mel(log_mel_amplitude(wave, sample_rate), num_cepstra)
+
+
+def frame_mcd(cepstra: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """MCD in dB ``[F]`` of aligned cepstral frames ``[F, C]`` and ``[F, C]``."""
+    return MCD_CONST * np.sqrt(((cepstra - reference) ** 2).sum(1))
 
 
 def mel_cepstral_distortion(wave: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray,
                             sample_rate: int) -> float:
-    """MCD in dB between ``wave`` ``[T1]`` and ``reference`` ``[T2]`` after DTW alignment (see the module docstring).
-
-    Identical inputs give 0.
-    """
+    """MCD in dB between ``wave`` ``[T1]`` and ``reference`` ``[T2]`` after DTW alignment (see the module docstring),
+    the mean over the warping path. Identical inputs give 0."""
     import librosa
 
     a, b = mel_cepstrum(wave, sample_rate), mel_cepstrum(reference, sample_rate)
     _, path = librosa.sequence.dtw(X=a.T, Y=b.T, metric="euclidean")
-    diff = a[path[:, 0]] - b[path[:, 1]]  # [len(path), C]
-    return float(_MCD_CONST * np.sqrt((diff ** 2).sum(1)).mean())
-
-
-def utterance_features(wave: torch.Tensor | np.ndarray, sample_rate: int) -> np.ndarray:
-    """Speaker features ``[4·C]`` of one utterance: mean and standard deviation over frames of the mel-cepstra and of
-    their frame-to-frame deltas."""
-    c = mel_cepstrum(wave, sample_rate)  # [F, C]
-    d = np.diff(c, axis=0) if len(c) > 1 else np.zeros_like(c)
-    return np.concatenate([c.mean(0), c.std(0), d.mean(0), d.std(0)])
-
-
-class SpeakerClassifier:
-    """Which speaker says an utterance: logistic regression on :func:`utterance_features`.
-
-    Args:
-        sample_rate: of every waveform given, Hz.
-        seed: of the solver (deterministic for a fixed seed).
-    """
-
-    def __init__(self, sample_rate: int, seed: int = 0):
-        self.sample_rate = sample_rate
-        self.seed = seed
-        self.model = None
-
-    def _features(self, waves) -> np.ndarray:
-        return np.stack([utterance_features(w, self.sample_rate) for w in waves])
-
-    def fit(self, waves, speakers) -> "SpeakerClassifier":
-        """Fit on waveforms ``[T_i]`` and their speaker indices (ints).
-
-        Raises:
-            ValueError: fewer than two speakers or mismatched lengths.
-        """
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        speakers = np.asarray(speakers)
-        if len(waves) != len(speakers):
-            raise ValueError(f"{len(waves)} waveforms but {len(speakers)} speaker labels")
-        if len(np.unique(speakers)) < 2:
-            raise ValueError("the speaker classifier needs at least two speakers")
-        self.model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0,
-                                                                        random_state=self.seed))
-        self.model.fit(self._features(waves), speakers)
-        return self
-
-    def predict(self, waves) -> np.ndarray:
-        """Speaker index ``[N]`` for each waveform."""
-        if self.model is None:
-            raise RuntimeError("fit the speaker classifier first")
-        return self.model.predict(self._features(waves))
-
-    def accuracy(self, waves, speakers) -> float:
-        """Fraction of ``waves`` classified as their given ``speakers``."""
-        return float((self.predict(waves) == np.asarray(speakers)).mean())
+    return float(frame_mcd(a[path[:, 0]], b[path[:, 1]]).mean())

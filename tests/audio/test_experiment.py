@@ -22,26 +22,40 @@ def _artifacts(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
-def test_speaker_convert_runs_end_to_end(tiny_corpus, tmp_path, monkeypatch):
+DECODERS = {"wavenet": ["model.decoder=wavenet", "model.kernel_size=2"],
+            "mel": ["model.decoder=mel", "model.kernel_size=3", "model.mel_bands=20", "model.mel_fft=256",
+                    "model.griffin_lim_iters=2", "model.instance_norm=true", "model.speaker_adversary=0.5"]}
+
+
+@pytest.mark.parametrize("decoder", sorted(DECODERS))
+def test_speaker_convert_runs_end_to_end(decoder, tiny_corpus, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the default MLflow store is ./mlflow.db
     args = ["audio", "--speaker-convert", f"data.root={tiny_corpus}", f"data.num_sentences={TINY_SENTENCES}",
-            f"data.seed={TINY_SEED}", "data.val_fraction=0.25", f"train.output_dir={tmp_path / 'out'}", *TINY]
+            f"data.seed={TINY_SEED}", "data.val_fraction=0.25", f"train.output_dir={tmp_path / 'out'}", *TINY,
+            *DECODERS[decoder]]
     metrics = run.main(args)
     ckpt = tmp_path / "out" / "vqvae" / "checkpoints" / "latest.pt"
     model, cfg, speakers, _ = load_frozen_vqvae(ckpt, torch.device("cpu"))
-    assert len(speakers) == 7 and cfg.train.steps == 3 and model.hop == 64
-    for key in ("recon_loss", "bits_per_sample", "perplexity", "phone_accuracy", "phone_majority_accuracy",
+    assert len(speakers) == 7 and cfg.train.steps == 3 and model.hop == 64 and cfg.model.decoder == decoder
+    for key in ("recon_loss", "perplexity", "phone_accuracy", "phone_majority_accuracy",
                 "phone_linear_probe_accuracy", "convert/target_speaker_accuracy", "convert/mcd",
-                "convert/mcd_unconverted", "convert/phone_accuracy", "prior/nll", "sample/utterances"):
+                "convert/mcd_unconverted", "convert/phone_accuracy", "convert/reconstruction_speaker_accuracy",
+                "convert/scorer_clean_accuracy", "convert/scorer_noise_10db_accuracy", "convert/scorer_mu_law_accuracy",
+                "convert/scorer_griffin_lim_accuracy", "convert/scorer_gain_agreement", "convert/chance_accuracy",
+                "prior/nll", "sample/utterances"):
         assert key in metrics, key
+    assert ("bits_per_sample" in metrics) == (decoder == "wavenet")
     assert 0.0 <= metrics["convert/target_speaker_accuracy"] <= 1.0
+    assert metrics["convert/chance_accuracy"] == pytest.approx(1 / 7)
     assert metrics["convert/conversions"] == 7 * 6  # one clip per speaker into each of the six others
     assert metrics["convert/mcd"] > 0
     assert (tmp_path / "out" / "prior" / "checkpoints" / "latest.pt").is_file()
     assert (tmp_path / "out" / "probe" / "mapping.pt").is_file()
     files = _artifacts(tmp_path / "mlartifacts")
     assert any(f.endswith("reconstructions/step_0000003/spectrograms.png") for f in files)
-    assert sum(f.endswith(".wav") and "/conversions/" in f for f in files) == 7 * 8  # original + 7 voices each
+    # per source speaker, its first clip into each of the six other voices: source, conversion, target's rendering
+    assert sum(f.endswith(".wav") and "/conversions/" in f for f in files) == 7 * 6 * 3
+    assert sum(f.endswith("spectrograms.png") and "/conversions/" in f for f in files) == 7 * 6
     assert sum(f.endswith(".wav") and "/samples/" in f for f in files) == 7
     assert (tmp_path / "mlflow.db").is_file()
 

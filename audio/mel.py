@@ -1,0 +1,103 @@
+"""Log-mel spectrograms of speech and their rendering back to a waveform by Griffin-Lim (torchaudio).
+
+Used by the ``mel`` decoder of the speech VQ-VAE (its training target and its rendering), by the speaker scorer's
+Griffin-Lim validation set, and by the spectrogram figures.
+
+Definition: magnitude (power 1) STFT with a ``n_fft``-sample Hann window, ``hop`` samples apart, centred frames;
+``n_mels`` Slaney mel bands over 0 … sample_rate / 2 (``torchaudio.transforms.MelSpectrogram``); natural log of the
+band amplitudes floored at ``LOG_FLOOR``. A waveform of ``T = N · hop`` samples gives exactly ``N`` frames (frame
+``n`` centred on sample ``n · hop``; torchaudio's extra last frame is dropped).
+
+Rendering: ``exp`` → least-squares inverse of the mel filterbank (``torchaudio.transforms.InverseMelScale``, clamped
+at 0) → ``torchaudio.transforms.GriffinLim`` (zero initial phase, so it is deterministic, momentum 0.99).
+
+Axis legend: B batch, T waveform samples, M mel bands, N frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+LOG_FLOOR = 1e-5  # amplitude floor before the log (−100 dB re full scale)
+
+
+@dataclass(frozen=True)
+class MelSettings:
+    """Analysis settings of the log-mel spectrogram.
+
+    Attributes:
+        sample_rate: Hz.
+        hop: samples between frames (the speech VQ-VAE uses its code hop, 64 samples = 4 ms at 16 kHz).
+        n_fft: window and FFT size, samples.
+        n_mels: mel bands.
+        griffin_lim_iters: iterations of Griffin-Lim when rendering.
+    """
+
+    sample_rate: int = 16000
+    hop: int = 64
+    n_fft: int = 512
+    n_mels: int = 80
+    griffin_lim_iters: int = 32
+
+    def __post_init__(self):
+        for name in ("sample_rate", "hop", "n_fft", "n_mels", "griffin_lim_iters"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"mel setting {name} must be positive, got {getattr(self, name)}")
+        if self.hop > self.n_fft:
+            raise ValueError(f"mel hop ({self.hop}) must not exceed n_fft ({self.n_fft})")
+
+
+@lru_cache(maxsize=8)
+def _analysis(settings: MelSettings, device: str):
+    import torchaudio
+
+    return torchaudio.transforms.MelSpectrogram(
+        settings.sample_rate, n_fft=settings.n_fft, hop_length=settings.hop, n_mels=settings.n_mels, power=1.0,
+        norm="slaney", mel_scale="slaney", center=True).to(device)
+
+
+@lru_cache(maxsize=8)
+def _synthesis(settings: MelSettings, device: str):
+    import torchaudio
+
+    inverse = torchaudio.transforms.InverseMelScale(settings.n_fft // 2 + 1, settings.n_mels, settings.sample_rate,
+                                                    norm="slaney", mel_scale="slaney").to(device)
+    return inverse
+
+
+def log_mel(waveform: torch.Tensor, settings: MelSettings) -> torch.Tensor:
+    """Log-mel spectrogram ``[B, M, N]`` (natural log of amplitudes) of ``waveform [B, T]``, ``N = T // hop``.
+
+    Raises:
+        ValueError: unless ``waveform`` is a float ``[B, T]`` with ``T ≥ hop``.
+    """
+    if waveform.dim() != 2 or not waveform.is_floating_point() or waveform.shape[1] < settings.hop:
+        raise ValueError(f"waveform must be a float tensor [B, T] with T >= {settings.hop}, got {waveform.dtype} "
+                         f"{tuple(waveform.shape)}")
+    frames = waveform.shape[1] // settings.hop
+    mel = _analysis(settings, str(waveform.device))(waveform.float())[..., :frames]  # [B, M, N]
+    return torch.log(mel.clamp_min(LOG_FLOOR))
+
+
+@torch.no_grad()
+def griffin_lim(log_mel_frames: torch.Tensor, settings: MelSettings) -> torch.Tensor:
+    """Waveform ``[B, N · hop]`` rendered from a log-mel spectrogram ``[B, M, N]`` (see the module docstring).
+
+    Raises:
+        ValueError: for a misshapen input.
+    """
+    import torchaudio.functional as AF
+
+    if log_mel_frames.dim() != 3 or log_mel_frames.shape[1] != settings.n_mels or log_mel_frames.shape[2] < 1:
+        raise ValueError(f"log-mel must be [B, {settings.n_mels}, N] with N >= 1, got {tuple(log_mel_frames.shape)}")
+    b, _, n = log_mel_frames.shape
+    # the analysis dropped the last centred frame: repeat the last one so the inverse STFT covers every sample
+    mel = torch.cat([log_mel_frames, log_mel_frames[..., -1:]], dim=-1).float().exp()  # [B, M, N + 1]
+    spec = _synthesis(settings, str(mel.device))(mel).clamp_min(0.0)  # [B, n_fft / 2 + 1, N + 1]
+    window = torch.hann_window(settings.n_fft, device=mel.device)
+    return AF.griffinlim(spec, window, settings.n_fft, settings.hop, settings.n_fft, power=1.0,
+                         n_iter=settings.griffin_lim_iters, momentum=0.99, length=n * settings.hop,
+                         rand_init=False).reshape(b, n * settings.hop)  # [B, T]

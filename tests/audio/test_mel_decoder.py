@@ -1,0 +1,115 @@
+"""The ``mel`` decoder of the speech VQ-VAE, the log-mel analysis and its Griffin-Lim rendering."""
+
+import pytest
+import torch
+
+from audio.config import AudioModelConfig
+from audio.mel import MelSettings, griffin_lim, log_mel
+from audio.mel_decoder import MelDecoder
+from audio.model import AudioVQVAE
+from core.config import QuantizerConfig
+
+SPEAKERS = 3
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _model(instance_norm=False, kind="vq"):
+    torch.manual_seed(0)
+    cfg = AudioModelConfig(decoder="mel", encoder_channels=16, residual_channels=8, skip_channels=8,
+                           dilation_layers=3, dilation_cycles=1, kernel_size=3, speaker_dim=4, mel_bands=20,
+                           mel_fft=256, griffin_lim_iters=4, instance_norm=instance_norm)
+    return AudioVQVAE(cfg, QuantizerConfig(kind=kind, codebook_size=16, code_dim=8), SPEAKERS)
+
+
+def _waves(batch, length, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(length) / 16000
+    freq = 100 + 900 * torch.rand(batch, 3, 1, generator=g)
+    return 0.3 * torch.sin(2 * torch.pi * freq * t).sum(1)
+
+
+@pytest.mark.parametrize("kind", ["vq", "ema", "sq"])
+def test_forward_shapes_and_l1_objective(kind):
+    model = _model(kind=kind)
+    x, speaker = _waves(2, 640), torch.tensor([0, 2])
+    with torch.no_grad():
+        out = model(x, speaker)
+    assert out.logits is None and out.mel.shape == (2, 20, 10)  # one frame per code
+    target = log_mel(x, model.mel_settings)
+    assert out.recon_loss == pytest.approx(float((out.mel - target).abs().mean()), rel=1e-6)
+    assert out.loss == pytest.approx(float(out.recon_loss + out.quantizer.loss), rel=1e-6)
+    assert not model.autoregressive and model.receptive_field == (2 * (1 + 2 + 4) + 1) * 64
+
+
+def test_speaker_conditioning_changes_the_output_and_decode_matches_forward():
+    model = _model().eval()
+    x = _waves(2, 640)
+    out = model(x, torch.tensor([0, 1]))
+    codes = model.encode(x)
+    assert torch.allclose(model.decode_mel(codes, torch.tensor([0, 1])), out.mel, atol=1e-6)
+    other = model.decode_mel(codes, torch.tensor([2, 2]))
+    assert not torch.allclose(other, out.mel, atol=1e-3)
+    wave = model.decode(codes, torch.tensor([0, 1]))
+    assert wave.shape == (2, 640) and wave.abs().max() <= 1
+    assert torch.equal(wave, model.decode(codes, torch.tensor([0, 1])))  # Griffin-Lim from zero phase: deterministic
+
+
+def test_gradients_reach_encoder_codebook_and_decoder():
+    model = _model()
+    model(_waves(2, 640), torch.tensor([0, 1])).loss.backward()
+    dec = model.decoder
+    for name, param in [("encoder", model.encoder.net[0].weight), ("codebook", model.quantizer.codebook),
+                        ("local", dec.local_proj.weight), ("speaker", dec.speaker_embedding.weight),
+                        ("conv", dec.convs[0].weight), ("head", dec.head[3].weight)]:
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_receptive_field_is_centred_and_exact():
+    torch.manual_seed(0)
+    dec = MelDecoder(4, 5, 6, 6, dilation_layers=3, dilation_cycles=1, kernel_size=3, num_speakers=2, speaker_dim=3)
+    z = torch.randn(1, 4, 40, requires_grad=True)
+    dec(z, torch.tensor([1]))[0, :, 20].sum().backward()
+    seen = (z.grad[0].abs().sum(0) > 0).nonzero().flatten()
+    half = (dec.receptive_field - 1) // 2  # 7 frames each side
+    assert seen.min() == 20 - half and seen.max() == 20 + half
+
+
+def test_instance_norm_normalises_each_clip_and_channel_over_time():
+    model = _model(instance_norm=True).eval()
+    x = torch.cat([_waves(1, 1280), 5.0 * _waves(1, 1280, seed=1) + 0.1])  # another level and offset
+    hidden = model.encoder.net[:-1](x.unsqueeze(1))  # [B, C, N] before the 1×1 projection
+    assert torch.allclose(hidden.mean(-1), torch.zeros(2, 16), atol=1e-5)
+    raw = model.encoder.net[:-2](x.unsqueeze(1))  # [B, C, N] the last ReLU's output
+    by_hand = (raw - raw.mean(-1, keepdim=True)) / (raw.var(-1, unbiased=False, keepdim=True) + 1e-5).sqrt()
+    assert torch.allclose(hidden, by_hand, atol=1e-5) and raw.abs().sum() > 0
+    plain = _model(instance_norm=False)
+    assert not any(isinstance(m, torch.nn.InstanceNorm1d) for m in plain.encoder.modules())
+
+
+def test_bad_settings_raise():
+    with pytest.raises(ValueError, match="odd kernel"):
+        MelDecoder(4, 5, 6, 6, 3, 1, kernel_size=2, num_speakers=2, speaker_dim=3)
+    with pytest.raises(ValueError, match="unknown model.decoder"):
+        AudioVQVAE(AudioModelConfig(decoder="vocoder"), QuantizerConfig(), 2)
+    model = _model()
+    with pytest.raises(ValueError, match="wavenet"):
+        model.decode_mu_law(torch.zeros(1, 2, dtype=torch.long), torch.tensor([0]))
+    with pytest.raises(ValueError, match="speaker"):
+        model.decode_mel(torch.zeros(1, 2, dtype=torch.long), torch.tensor([SPEAKERS]))
+    with pytest.raises(ValueError):
+        log_mel(torch.zeros(1, 10), MelSettings())
+
+
+def test_log_mel_frames_and_griffin_lim_reproduces_the_spectrogram():
+    settings = MelSettings(hop=64, n_fft=512, n_mels=40, griffin_lim_iters=32)
+    x = _waves(1, 64 * 100, seed=3)
+    mel = log_mel(x, settings)
+    assert mel.shape == (1, 40, 100)
+    y = griffin_lim(mel, settings)
+    assert y.shape == x.shape
+    again = log_mel(y, settings)
+    loud = mel > mel.max() - 4  # bands within 4 nats (35 dB) of the peak
+    err = (again - mel)[loud].abs().mean()
+    noise = log_mel(torch.randn_like(x) * x.std(), settings)
+    assert err < 0.5 < (noise - mel)[loud].abs().mean()  # close to the target, far from noise of the same power
