@@ -52,7 +52,7 @@ class AudioModelConfig:
     kernel_size: int = 2
     speaker_dim: int = 64  # speaker embedding size (global conditioning)
     mel_bands: int = 80  # decoder "mel": log-mel bands predicted per code frame (frames ``hop`` samples apart)
-    mel_fft: int = 512  # decoder "mel": STFT window (32 ms at 16 kHz) of the log-mel target and of Griffin-Lim
+    mel_fft: int = 768  # decoder "mel": STFT window (48 ms at 16 kHz) of the log-mel target and of Griffin-Lim
     griffin_lim_iters: int = 32  # decoder "mel": Griffin-Lim iterations when rendering waveforms
     instance_norm: bool = False  # normalise the encoder's hidden features per utterance and channel over time
     speaker_adversary: float = 0.0  # > 0: weight of a gradient-reversed per-frame speaker classifier on z_q

@@ -6,8 +6,10 @@ Axis legend: M conversions (source clip × target speaker), T waveform samples, 
 Scores (all on sentences never heard in training):
 - ``convert/target_speaker_accuracy`` — a speaker scorer (:class:`audio.speaker_scorer.SpeakerScorer`) trained on
   real training audio (and its noisy, μ-law and Griffin-Lim renderings), applied to converted audio, scored against
-  the *target* speaker; ``convert/chance_accuracy`` is 1 / speakers; ``convert/reconstruction_speaker_accuracy`` is
-  the same on A → A reconstructions (the ceiling conversion can reach).
+  the *target* speaker (``convert/target_speaker_accuracy_<name>`` per target voice); ``convert/chance_accuracy`` is
+  1 / speakers; ``convert/source_speaker_accuracy`` is how often the scorer still hears the source speaker;
+  ``convert/reconstruction_speaker_accuracy`` is the same on A → A reconstructions (the ceiling conversion can
+  reach).
 - The scorer's validation, before it scores the model, on held-out real clips: ``convert/scorer_clean_accuracy``
   (also logged as ``convert/real_speaker_accuracy``), ``convert/scorer_noise_10db_accuracy``,
   ``convert/scorer_mu_law_accuracy``, ``convert/scorer_griffin_lim_accuracy`` and ``convert/scorer_gain_agreement``
@@ -153,9 +155,13 @@ def run_conversion(cfg: AudioConfig, splits: AudioSplits, device: torch.device) 
                     pairs[f"{u.speaker}_to_{target}_{u.sentence_id}"] = {
                         f"source ({u.speaker})": clips[b, :n], f"conversion ({u.speaker} → {target})": wave,
                         f"target's own rendering ({target})": ref.waveform[:cut]}
-    metrics = {"convert/target_speaker_accuracy": scorer.accuracy(conv_waves, conv_targets),
+    said = scorer.predict(conv_waves)  # [M] the speaker the scorer hears in each conversion
+    targets = np.asarray(conv_targets)
+    metrics = {"convert/target_speaker_accuracy": float((said == targets).mean()),
                "convert/reconstruction_speaker_accuracy": scorer.accuracy(rec_waves, src_ids),
-               "convert/source_speaker_accuracy": scorer.accuracy(conv_waves, conv_sources),
+               "convert/source_speaker_accuracy": float((said == np.asarray(conv_sources)).mean()),
+               **{f"convert/target_speaker_accuracy_{name}": float((said == targets)[targets == t].mean())
+                  for t, name in enumerate(speakers) if (targets == t).any()},
                "convert/chance_accuracy": 1.0 / len(speakers),
                "convert/conversions": float(len(conv_waves)), **scorer_metrics}
     if mcd:

@@ -38,7 +38,7 @@ class MelSettings:
 
     sample_rate: int = 16000
     hop: int = 64
-    n_fft: int = 512
+    n_fft: int = 768
     n_mels: int = 80
     griffin_lim_iters: int = 32
 

@@ -5,7 +5,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from audio.config import AudioConfig
 from audio.experiment import plan_stages
+from audio.model import AudioVQVAE
+from core.config import load_config
 from audio.frozen import load_frozen_vqvae
 from experiments import run
 from tests.audio.conftest import TINY_SEED, TINY_SENTENCES
@@ -16,6 +19,18 @@ TINY = ["train.steps=3", "train.eval_every=2", "train.log_every=1", "train.batch
         "quantizer.code_dim=4", "eval.convert_utterances=1", "eval.convert_max_seconds=0.1", "eval.reconstructions=1",
         "prior.train.steps=2", "prior.train.eval_every=2", "prior.crop_codes=8", "prior.residual_channels=8",
         "prior.skip_channels=8", "prior.dilation_layers=2", "prior.dilation_cycles=1", "prior.sample_seconds=0.1"]
+
+
+CONFIGS = Path(run.__file__).resolve().parent / "configs"
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("audio/*.yaml")), ids=lambda p: p.name)
+def test_every_audio_config_loads_and_builds(path):
+    cfg = load_config(AudioConfig, path, [])
+    model = AudioVQVAE(cfg.model, cfg.quantizer, num_speakers=7)
+    assert model.hop == 64 and model.quantizer.codebook_size == 512
+    assert model.autoregressive == (cfg.model.decoder == "wavenet")
+    assert (path.name == "default.yaml") == (cfg.model.decoder == "mel")  # the paper's decoder elsewhere
 
 
 def _artifacts(root: Path) -> list[str]:
@@ -42,6 +57,7 @@ def test_speaker_convert_runs_end_to_end(decoder, tiny_corpus, tmp_path, monkeyp
                 "convert/mcd_unconverted", "convert/phone_accuracy", "convert/reconstruction_speaker_accuracy",
                 "convert/scorer_clean_accuracy", "convert/scorer_noise_10db_accuracy", "convert/scorer_mu_law_accuracy",
                 "convert/scorer_griffin_lim_accuracy", "convert/scorer_gain_agreement", "convert/chance_accuracy",
+                "convert/source_speaker_accuracy", "convert/target_speaker_accuracy_awb",
                 "prior/nll", "sample/utterances"):
         assert key in metrics, key
     assert ("bits_per_sample" in metrics) == (decoder == "wavenet")
