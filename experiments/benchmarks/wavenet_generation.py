@@ -1,9 +1,9 @@
 """Naive against incremental (Fast WaveNet) generation of the audio VQ-VAE's WaveNet decoder.
 
     python experiments/benchmarks/wavenet_generation.py [--samples 4096] [--batches 1 16] [--naive-steps 2]
-        [--speakers 7] [--threads 1] [--config experiments/configs/audio/default.yaml]
+        [--speakers 7] [--threads 1] [--config experiments/configs/audio/wavenet.yaml]
 
-Two decoder sizes: the default config's (``model`` section of ``--config`` when the file exists, else the
+Two decoder sizes: the config's (``model`` section of ``--config``, by default the WaveNet of ``wavenet.yaml``, else the
 ``AudioModelConfig`` defaults) and a small one (the same with half the residual and skip channels), each an untrained
 float32 WaveNet exactly as ``AudioVQVAE`` builds it (256 μ-law classes, ``z_q`` of ``quantizer.code_dim`` channels at
 1/64 of the sample rate, speaker embedding). ``--threads`` defaults to 1: one generation step's matrix products are
@@ -39,7 +39,7 @@ from priors.sampling import gumbel_noise, naive_raster_sample  # noqa: E402
 from priors.wavenet import WaveNet  # noqa: E402
 
 SAMPLE_RATE = 16000
-DEFAULT_CONFIG = ROOT / "experiments" / "configs" / "audio" / "default.yaml"
+DEFAULT_CONFIG = ROOT / "experiments" / "configs" / "audio" / "wavenet.yaml"
 
 
 def decoder(cfg: AudioModelConfig, code_dim: int, speakers: int) -> WaveNet:
