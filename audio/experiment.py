@@ -56,7 +56,8 @@ class AudioVQVAETrainer(Trainer):
         train_ds = AudioCrops(splits.train, splits.speakers, n, TRAIN_ITEMS, cfg.data.seed)
         self.val_dataset = AudioCrops(splits.val, splits.speakers, n, VAL_CROPS, VAL_SEED)
         seed_everything(cfg.train.seed)
-        model = AudioVQVAE(cfg.model, cfg.quantizer, num_speakers=len(splits.speakers))
+        model = AudioVQVAE(cfg.model, cfg.quantizer, num_speakers=len(splits.speakers),
+                           sample_rate=cfg.data.sample_rate)
         super().__init__(model, train_ds, cfg.train, cfg.tracking, to_dict(cfg), name="vqvae")
 
     def extra_params(self) -> dict[str, Any]:

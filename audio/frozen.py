@@ -21,7 +21,8 @@ def load_frozen_vqvae(path: str | Path, device: torch.device) -> tuple[AudioVQVA
     """The speech VQ-VAE of a checkpoint, frozen: ``(model, its config, its speakers, hash of its weights)``."""
     def build(payload):
         c = from_dict(AudioConfig, payload["config"])
-        return AudioVQVAE(c.model, c.quantizer, num_speakers=len(payload["speakers"]))
+        return AudioVQVAE(c.model, c.quantizer, num_speakers=len(payload["speakers"]),
+                          sample_rate=c.data.sample_rate)
 
     model, payload, digest = load_frozen(path, build, device)
     return model, from_dict(AudioConfig, payload["config"]), list(payload["speakers"]), digest

@@ -63,9 +63,8 @@ def _analysis(settings: MelSettings, device: str):
 def _synthesis(settings: MelSettings, device: str):
     import torchaudio
 
-    inverse = torchaudio.transforms.InverseMelScale(settings.n_fft // 2 + 1, settings.n_mels, settings.sample_rate,
-                                                    norm="slaney", mel_scale="slaney").to(device)
-    return inverse
+    return torchaudio.transforms.InverseMelScale(settings.n_fft // 2 + 1, settings.n_mels, settings.sample_rate,
+                                                 norm="slaney", mel_scale="slaney").to(device)
 
 
 def log_mel(waveform: torch.Tensor, settings: MelSettings) -> torch.Tensor:

@@ -102,13 +102,15 @@ class AudioVQVAE(nn.Module):
         model_cfg: encoder and WaveNet sizes.
         quantizer_cfg: which core quantizer and its settings.
         num_speakers: speaker ids ``[0, num_speakers)`` of the global conditioning.
+        sample_rate: Hz of the waveforms (sets the mel decoder's filterbank; the WaveNet does not use it).
 
     Shapes:
         ``forward(waveform [B, L], speaker [B]) -> AudioVQVAEOutput``; ``encode(waveform) -> indices [B, N]``;
         ``decode(indices [B, N], speaker [B]) -> waveform [B, N·hop]``. L must be a multiple of ``hop``.
     """
 
-    def __init__(self, model_cfg: AudioModelConfig, quantizer_cfg: QuantizerConfig, num_speakers: int):
+    def __init__(self, model_cfg: AudioModelConfig, quantizer_cfg: QuantizerConfig, num_speakers: int,
+                 sample_rate: int = 16000):
         super().__init__()
         if num_speakers < 1:
             raise ValueError(f"num_speakers must be positive, got {num_speakers}")
@@ -125,13 +127,15 @@ class AudioVQVAE(nn.Module):
                                    local_channels=code_channels, global_classes=num_speakers,
                                    global_dim=model_cfg.speaker_dim, local_hop=self.hop)
         elif model_cfg.decoder == "mel":
-            self.mel_settings = MelSettings(hop=self.hop, n_fft=model_cfg.mel_fft, n_mels=model_cfg.mel_bands,
-                                            griffin_lim_iters=model_cfg.griffin_lim_iters)
+            self.mel_settings = MelSettings(sample_rate, self.hop, model_cfg.mel_fft, model_cfg.mel_bands,
+                                            model_cfg.griffin_lim_iters)
             self.decoder = MelDecoder(code_channels, model_cfg.mel_bands, model_cfg.residual_channels,
                                       model_cfg.skip_channels, model_cfg.dilation_layers, model_cfg.dilation_cycles,
                                       model_cfg.kernel_size, num_speakers, model_cfg.speaker_dim)
         else:
             raise ValueError(f"unknown model.decoder {model_cfg.decoder!r}; known decoders: wavenet, mel")
+        if model_cfg.speaker_adversary < 0:
+            raise ValueError(f"model.speaker_adversary must be >= 0 (0: off), got {model_cfg.speaker_adversary}")
         self.adversary = (SpeakerAdversary(code_channels, num_speakers, model_cfg.speaker_adversary)
                           if model_cfg.speaker_adversary > 0 else None)
 
