@@ -1,5 +1,5 @@
-"""Speaker conversion (paper sec. 4.3): encode a held-out utterance of speaker A, decode its codes with the WaveNet
-conditioned on speaker B, and score the result objectively.
+"""Speaker conversion (paper sec. 4.3): encode a held-out utterance of speaker A, decode its codes with the decoder
+(WaveNet or mel) conditioned on speaker B, and score the result objectively.
 
 Axis legend: M conversions (source clip × target speaker), T waveform samples, N code frames.
 
@@ -123,7 +123,8 @@ def run_conversion(cfg: AudioConfig, splits: AudioSplits, device: torch.device) 
     clips = clip_batch([u.waveform for u in sources], ecfg.convert_max_seconds, sr, hop)  # [B, T]
     lengths = [min(u.waveform.shape[0], clips.shape[1]) for u in sources]
     print(f"converting {len(sources)} held-out clips into {len(speakers)} speakers "
-          f"({len(sources) * len(speakers)} utterances of ≤ {clips.shape[1] / sr:.2f} s, generated sample by sample)")
+          f"({len(sources) * len(speakers)} utterances of ≤ {clips.shape[1] / sr:.2f} s, "
+          f"{'generated sample by sample' if model.autoregressive else 'log-mel frames rendered by Griffin-Lim'})")
     src_codes, converted = convert_all(model, clips, len(speakers), ecfg.temperature, cfg.train.seed, device)
 
     mel = getattr(model, "mel_settings", MelSettings(sample_rate=sr, hop=hop))
