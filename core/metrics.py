@@ -119,6 +119,12 @@ def bits_per_dim_to_nats(bits_per_dim: float | torch.Tensor, num_dims: int) -> f
     return bits_per_dim * num_dims * math.log(2.0)
 
 
+def psnr_of_mse(mse: float, data_range: float = 1.0) -> float:
+    """PSNR in dB of a pooled mean squared error, ``10 log10(range² / MSE)`` (the number tables report when ``mse``
+    is pooled over a whole evaluation set)."""
+    return 10.0 * math.log10(data_range**2 / max(mse, 1e-20))
+
+
 def psnr(x: torch.Tensor, x_hat: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB, ``10 log10(range² / MSE)``, computed per sample then averaged.
 

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from core.config import load_config, to_dict
-from core.metrics import CodebookUsage, nmse, psnr
+from core.metrics import CodebookUsage, nmse, psnr, psnr_of_mse
 from core.tracking import Tracker
 from core.trainer import Trainer, fit_stage, resolve_device, seed_everything, vqvae_loss_terms
 from image.config import ImageConfig
@@ -68,7 +68,9 @@ class ImageVQVAETrainer(Trainer):
             count += n
         self.last_usage = usage  # reused by the usage histogram
         count = max(count, 1)
-        return {"mse": total_mse / count, "nmse": total_nmse / count, "psnr": total_psnr / count, **usage.summary()}
+        # psnr: of the MSE pooled over every held-out pixel; psnr_per_image: the mean of per-crop PSNRs
+        return {"mse": total_mse / count, "nmse": total_nmse / count, "psnr": psnr_of_mse(total_mse / count),
+                "psnr_per_image": total_psnr / count, **usage.summary()}
 
     @torch.no_grad()
     def log_media(self, step: int) -> None:

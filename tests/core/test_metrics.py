@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from core.metrics import (CodebookUsage, bits_per_dim_to_nats, code_counts, nats_to_bits_per_dim, nmse, perplexity,
-                          perplexity_from_counts, psnr)
+                          perplexity_from_counts, psnr, psnr_of_mse)
 
 
 def test_perplexity_of_uniform_and_of_single_code():
@@ -57,3 +57,11 @@ def test_psnr_and_nmse():
         psnr(x, x_hat[:1])
     with pytest.raises(ValueError):
         nmse(x, x_hat, data_variance=0.0)
+
+
+def test_psnr_of_a_pooled_mse_by_hand():
+    assert psnr_of_mse(0.01) == pytest.approx(20.0)
+    assert psnr_of_mse(0.04, data_range=2.0) == pytest.approx(20.0)
+    x = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
+    x_hat = torch.tensor([[0.1, 0.1], [0.3, 0.3]])  # per-item MSE 0.01 and 0.09, pooled 0.05
+    assert psnr_of_mse(0.05) < float(psnr(x, x_hat))  # pooled below the mean of per-item PSNRs (Jensen)

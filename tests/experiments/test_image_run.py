@@ -1,5 +1,6 @@
 """``experiments/run.py image`` end to end on the embedded images, configs, resume, and CLI errors."""
 
+import math
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,9 @@ def test_every_image_config_loads_and_builds(path):
 
 def test_default_config_runs_end_to_end_into_tmp_path(tmp_path):
     metrics = run.main(_args(tmp_path, "train.steps=6"))
-    assert {"mse", "nmse", "psnr", "perplexity", "codebook_usage", "dead_codes"} <= set(metrics)
+    assert {"mse", "nmse", "psnr", "psnr_per_image", "perplexity", "codebook_usage", "dead_codes"} <= set(metrics)
+    assert metrics["psnr"] == pytest.approx(10 * math.log10(1 / metrics["mse"]))  # pooled, as tables report
+    assert metrics["psnr_per_image"] >= metrics["psnr"] - 1e-9  # Jensen: the mean of logs is at least the log of means
     assert {"nll_bits_per_code", "bits_per_dim", "recon_bits_per_dim", "prior_bits_per_dim"} <= set(metrics)
     ckpt = tmp_path / "out" / "vqvae" / "checkpoints" / "latest.pt"
     payload = read_checkpoint(ckpt)
