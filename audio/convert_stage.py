@@ -127,17 +127,17 @@ def run_conversion(cfg: AudioConfig, splits: AudioSplits, device: torch.device) 
           f"{'generated sample by sample' if model.autoregressive else 'log-mel frames rendered by Griffin-Lim'})")
     src_codes, converted = convert_all(model, clips, len(speakers), ecfg.temperature, cfg.train.seed, device)
 
-    mel = getattr(model, "mel_settings", MelSettings(sample_rate=sr, hop=hop))
-    scorer, scorer_metrics = validated_scorer(splits, ecfg.convert_max_seconds, sr, mel, cfg.data.seed)
+    scorer, scorer_metrics = validated_scorer(splits, ecfg.convert_max_seconds, sr, model.mel_settings,
+                                              cfg.data.seed)
     print("speaker scorer on held-out real clips: " + ", ".join(f"{k.split('/')[1]} {v:.3f}"
                                                                 for k, v in scorer_metrics.items()))
     src_ids = [speakers.index(u.speaker) for u in sources]
     by_key = {(u.speaker, u.sentence_id): u for u in splits.val}
     conv_waves, conv_targets, conv_sources, rec_waves, mcd, mcd_src, mcd_rec = [], [], [], [], [], [], []
-    pairs: dict[str, dict[str, torch.Tensor]] = {}  # the first clip of each source speaker into every other voice
+    pairs: dict[str, tuple[dict[str, torch.Tensor], list[str]]] = {}  # first clip of each source into every voice
     for b, u in enumerate(sources):
         n = lengths[b]
-        first = b == min(i for i, v in enumerate(sources) if v.speaker == u.speaker)
+        first = b == 0 or sources[b - 1].speaker != u.speaker  # sources come grouped by speaker
         for t, target in enumerate(speakers):
             wave = converted[b, t, :n]
             if t == src_ids[b]:
@@ -153,9 +153,10 @@ def run_conversion(cfg: AudioConfig, splits: AudioSplits, device: torch.device) 
                 mcd.append(mel_cepstral_distortion(wave, ref.waveform[:cut], sr))
                 mcd_src.append(mel_cepstral_distortion(clips[b, :n], ref.waveform[:cut], sr))
                 if first:
-                    pairs[f"{u.speaker}_to_{target}_{u.sentence_id}"] = {
-                        f"source ({u.speaker})": clips[b, :n], f"conversion ({u.speaker} → {target})": wave,
-                        f"target's own rendering ({target})": ref.waveform[:cut]}
+                    pairs[f"{u.speaker}_to_{target}_{u.sentence_id}"] = (
+                        {"source": clips[b, :n], "conversion": wave, "target": ref.waveform[:cut]},
+                        [f"source ({u.speaker})", f"conversion ({u.speaker} → {target})",
+                         f"target's own rendering ({target})"])
     said = scorer.predict(conv_waves)  # [M] the speaker the scorer hears in each conversion
     targets = np.asarray(conv_targets)
     metrics = {"convert/target_speaker_accuracy": float((said == targets).mean()),
@@ -202,7 +203,7 @@ def _phone_scores(cfg, model, splits, device, digest, sources, src_codes, conver
     return {"convert/phone_accuracy": hits / max(total, 1), "convert/phone_accuracy_source": hits_src / max(total_src, 1)}
 
 
-def _log(cfg, digest, metrics, pairs: dict[str, dict[str, torch.Tensor]], speakers) -> None:
+def _log(cfg, digest, metrics, pairs: dict[str, tuple[dict[str, torch.Tensor], list[str]]], speakers) -> None:
     """An MLflow run "convert": params, the scores, and per conversion pair the source, the conversion and the
     target voice's own rendering of the sentence as wav files with their log-mel spectrograms side by side."""
     tracker = Tracker(dataclasses.replace(cfg.tracking, run_name=(cfg.tracking.run_name or "audio") + "-convert"))
@@ -211,9 +212,8 @@ def _log(cfg, digest, metrics, pairs: dict[str, dict[str, torch.Tensor]], speake
                         "eval.convert_max_seconds": cfg.eval.convert_max_seconds,
                         "eval.temperature": cfg.eval.temperature})
     tracker.log_metrics(metrics, 0)
-    for name, waves in pairs.items():
-        files = dict(zip(("source", "conversion", "target"), waves.values()))
-        log_audio_comparison(tracker, files, cfg.data.sample_rate, f"conversions/{name}", name.replace("_", " "),
-                             columns=True, labels=list(waves))
+    for name, (waves, labels) in pairs.items():
+        log_audio_comparison(tracker, waves, cfg.data.sample_rate, f"conversions/{name}", name.replace("_", " "),
+                             columns=True, labels=labels)
     print(f"MLflow UI: {tracker.ui_command()}")
     tracker.end()

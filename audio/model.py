@@ -102,7 +102,7 @@ class AudioVQVAE(nn.Module):
         model_cfg: encoder and WaveNet sizes.
         quantizer_cfg: which core quantizer and its settings.
         num_speakers: speaker ids ``[0, num_speakers)`` of the global conditioning.
-        sample_rate: Hz of the waveforms (sets the mel decoder's filterbank; the WaveNet does not use it).
+        sample_rate: Hz of the waveforms (sets the log-mel analysis, :attr:`mel_settings`).
 
     Shapes:
         ``forward(waveform [B, L], speaker [B]) -> AudioVQVAEOutput``; ``encode(waveform) -> indices [B, N]``;
@@ -121,14 +121,16 @@ class AudioVQVAE(nn.Module):
         head = 2 * code_channels if self.elementwise_variance else code_channels
         self.encoder = AudioEncoder(model_cfg.encoder_channels, model_cfg.num_downsamples, head,
                                     model_cfg.instance_norm)
+        # the log-mel analysis at the code hop: the mel decoder's target and rendering; for either decoder the
+        # Griffin-Lim rendering the speaker scorer is made robust to
+        self.mel_settings = MelSettings(sample_rate, self.hop, model_cfg.mel_fft, model_cfg.mel_bands,
+                                        model_cfg.griffin_lim_iters)
         if model_cfg.decoder == "wavenet":
             self.decoder = WaveNet(model_cfg.mu_law_channels, model_cfg.residual_channels, model_cfg.skip_channels,
                                    model_cfg.dilation_layers, model_cfg.dilation_cycles, model_cfg.kernel_size,
                                    local_channels=code_channels, global_classes=num_speakers,
                                    global_dim=model_cfg.speaker_dim, local_hop=self.hop)
         elif model_cfg.decoder == "mel":
-            self.mel_settings = MelSettings(sample_rate, self.hop, model_cfg.mel_fft, model_cfg.mel_bands,
-                                            model_cfg.griffin_lim_iters)
             self.decoder = MelDecoder(code_channels, model_cfg.mel_bands, model_cfg.residual_channels,
                                       model_cfg.skip_channels, model_cfg.dilation_layers, model_cfg.dilation_cycles,
                                       model_cfg.kernel_size, num_speakers, model_cfg.speaker_dim)
@@ -208,7 +210,7 @@ class AudioVQVAE(nn.Module):
         Raises:
             ValueError: for indices outside ``[0, K)``.
         """
-        dtype = self.decoder.input.weight.dtype if not self.autoregressive else self.decoder.embedding.weight.dtype
+        dtype = next(self.decoder.parameters()).dtype
         return self.latents_to_local(self.quantizer.lookup(indices).to(dtype))
 
     @torch.no_grad()
