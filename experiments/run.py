@@ -3,6 +3,7 @@
     python experiments/run.py DOMAIN [--config FILE] [--stage STAGE] [--resume] [--tracking-uri URI] [key=value ...]
     python experiments/run.py audio --speaker-convert        # train, then convert held-out speech between speakers
     python experiments/run.py audio --probe                  # phoneme probe of the trained codes
+    python experiments/run.py image --stage reconstruct --input PHOTO_OR_FOLDER   # decode(encode(x)) of own images
 
 DOMAIN picks the experiment (``image``, ``audio``, ``video``); ``--config`` defaults to ``experiments/configs/DOMAIN/default.yaml``;
 ``key=value`` overrides any config entry by its dotted name (``quantizer.kind=ema``, ``train.steps=200``).
@@ -32,6 +33,7 @@ DOMAINS = {
 DOMAIN_FLAGS = {
     "speaker_convert": ("audio",),
     "probe": ("audio",),
+    "input": ("image",),
 }
 
 
@@ -45,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--speaker-convert", action="store_true",
                         help="audio: convert held-out utterances into every other speaker and score them")
     parser.add_argument("--probe", action="store_true", help="audio: the phoneme probe of the trained codes")
+    parser.add_argument("--input", default=None,
+                        help="image --stage reconstruct: an image file or a folder of images to reconstruct")
     parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. quantizer.beta=0.5")
     return parser.parse_intermixed_args(argv)
 
@@ -59,10 +63,11 @@ def main(argv: list[str] | None = None):
         overrides.append(f"tracking.tracking_uri={args.tracking_uri}")
     extra = {}
     for flag, domains in DOMAIN_FLAGS.items():
-        if getattr(args, flag):
+        value = getattr(args, flag)
+        if value:
             if args.domain not in domains:
                 raise SystemExit(f"--{flag.replace('_', '-')} is an option of: {', '.join(domains)}")
-            extra[flag] = True
+            extra[flag] = value
     module = importlib.import_module(DOMAINS[args.domain])
     return module.main(config, overrides, resume=args.resume, stage=args.stage, **extra)
 

@@ -22,8 +22,11 @@ from torch.utils.data import Dataset
 from torchvision import datasets, transforms
 
 from image.config import ImageDataConfig
+from image.photos import debian_photos
 
 EMBEDDED_HELD_OUT = ("chelsea", "flower", "motorcycle_right", "grass")  # embedded images used only for validation
+# Photos in neither split: motorcycle_left is the stereo twin of the held-out motorcycle_right (the same scene).
+EMBEDDED_TWINS = ("motorcycle_left",)
 VAL_SEED = 12345  # seed of the embedded validation crops, fixed so that runs with different training seeds compare
 
 # Files of the wheels' image folders that are not natural photographs, decided by looking at each one. Only *.png and
@@ -63,7 +66,8 @@ def embedded_images(split: str) -> list[tuple[str, np.ndarray]]:
     """The natural photographs shipped inside the scikit-image and scikit-learn wheels (works offline).
 
     The files are read directly (never through ``skimage.data.<name>()``, which may try to download). Synthetic
-    images are left out (see ``EMBEDDED_EXCLUDED``); ``EMBEDDED_HELD_OUT`` go to ``"val"``, the others to ``"train"``.
+    images are left out (see ``EMBEDDED_EXCLUDED``), and so is ``EMBEDDED_TWINS`` (the stereo twin of a held-out
+    photo); ``EMBEDDED_HELD_OUT`` go to ``"val"``, the others to ``"train"``.
 
     Args:
         split: ``"train"`` or ``"val"``.
@@ -80,7 +84,7 @@ def embedded_images(split: str) -> list[tuple[str, np.ndarray]]:
     images: dict[str, np.ndarray] = {}
     for path in _embedded_files():
         name = path.stem
-        if name in EMBEDDED_EXCLUDED or (name in EMBEDDED_HELD_OUT) != (split == "val"):
+        if name in EMBEDDED_EXCLUDED or name in EMBEDDED_TWINS or (name in EMBEDDED_HELD_OUT) != (split == "val"):
             continue
         if name in images:
             raise ValueError(f"two embedded images are named {name!r}; the train/val split would be ambiguous")
@@ -315,9 +319,27 @@ def image_folder(root: str, split: str, image_size: int) -> Dataset:
 
 
 def _embedded_datasets(cfg: ImageDataConfig, seed: int) -> tuple[Dataset, Dataset]:
-    train = EmbeddedCrops([image for _, image in embedded_images("train")], cfg.crop_size, seed)
+    train_images = [image for _, image in embedded_images("train")]
+    if cfg.debian_photos:
+        train_images += [image for _, image in debian_photos("train", cfg.photo_root)]
+    train = EmbeddedCrops(train_images, cfg.crop_size, seed)
     val_images = [image for _, image in embedded_images("val")]
     return train, TensorImages(fixed_crops(val_images, cfg.crop_size, cfg.val_crops, seed=VAL_SEED))
+
+
+def build_extra_val_sets(cfg: ImageDataConfig) -> dict[str, Dataset]:
+    """Further held-out sets evaluated next to the main one, by name (metric prefix).
+
+    ``embedded``: ``{"nature": cfg.val_crops fixed crops (seed VAL_SEED) of the Debian "nature" photos}`` (see
+    :mod:`image.photos`), photos no training crop comes from. Other sources: empty.
+
+    Raises:
+        FileNotFoundError: if a photo is missing (the message says how to install the packages).
+    """
+    if cfg.source != "embedded":
+        return {}
+    images = [image for _, image in debian_photos("nature", cfg.photo_root)]
+    return {"nature": TensorImages(fixed_crops(images, cfg.crop_size, cfg.val_crops, seed=VAL_SEED))}
 
 
 def _cifar10_datasets(cfg: ImageDataConfig, seed: int) -> tuple[Dataset, Dataset]:
@@ -335,8 +357,9 @@ _NEEDS_ROOT = ("cifar10", "folder")
 def build_image_datasets(cfg: ImageDataConfig, seed: int) -> tuple[Dataset, Dataset]:
     """The (train, val) datasets that ``cfg.source`` names.
 
-    ``embedded``: random crops of the training images seeded by ``seed``, and ``cfg.val_crops`` fixed crops of the
-    held-out images seeded by ``VAL_SEED``. ``cifar10``: the train and test splits. ``folder``: ``train`` and ``val``.
+    ``embedded``: random crops of the training images (the wheels' photos, plus the Debian training photos when
+    ``cfg.debian_photos``) seeded by ``seed``, and ``cfg.val_crops`` fixed crops of the four held-out wheel images
+    seeded by ``VAL_SEED``. ``cifar10``: the train and test splits. ``folder``: ``train`` and ``val``.
 
     Raises:
         ValueError: For an unknown source, or an empty ``cfg.root`` where the source reads files.

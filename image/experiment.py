@@ -11,30 +11,50 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
 from core.config import load_config, to_dict
-from core.metrics import CodebookUsage, nmse, psnr, psnr_of_mse
 from core.tracking import Tracker
-from core.trainer import Trainer, fit_stage, resolve_device, seed_everything, vqvae_loss_terms
+from core.trainer import (
+    Trainer,
+    fit_stage,
+    resolve_device,
+    seed_everything,
+    vqvae_loss_terms,
+)
 from image.config import ImageConfig
-from image.data import build_image_datasets, data_variance
-from image.media import image_grid, usage_histogram
+from image.data import (
+    build_extra_val_sets,
+    build_image_datasets,
+    data_variance,
+    embedded_images,
+)
+from image.media import labelled_grid, sample_grid, usage_histogram
 from image.model import ImageVQVAE
-from image.prior_stage import (ImagePriorTrainer, cached_codes, fit_pixel_sigma, load_frozen_vqvae, load_prior,
-                               sample_images)
+from image.photos import debian_photos
+from image.prior_stage import (
+    ImagePriorTrainer,
+    cached_codes,
+    fit_pixel_sigma,
+    load_frozen_vqvae,
+    load_prior,
+    sample_images,
+)
+from image.reconstruct import reconstruct_files, reconstruct_tiled, side_by_side
+from image.scoring import score_reconstructions
 
-EVAL_BATCH = 256
 GRID_IMAGES = 16
 
 
 class ImageVQVAETrainer(Trainer):
-    """Stage "vqvae": trains :class:`ImageVQVAE` and evaluates MSE, NMSE, PSNR and codebook health on the
-    held-out split."""
+    """Stage "vqvae": trains :class:`ImageVQVAE` and scores it (:mod:`image.scoring`: pooled and per-image PSNR,
+    bicubic resampling beside it, codebook health) on the held-out split and on ``extra_val_sets``."""
 
-    def __init__(self, cfg: ImageConfig, train_dataset, val_dataset, variance: float):
+    def __init__(self, cfg: ImageConfig, train_dataset, val_dataset, variance: float,
+                 extra_val_sets: dict | None = None, full_images: list | None = None):
         self.image_cfg = cfg
         self.val_dataset = val_dataset
+        self.extra_val_sets = extra_val_sets or {}
+        self.full_images = full_images or []  # (name, [3, H, W]) held-out photos for the whole-image pictures
         self.variance = variance
         self.num_workers = cfg.data.num_workers
         seed_everything(cfg.train.seed)  # the initial weights are part of the run's seeded state
@@ -53,47 +73,55 @@ class ImageVQVAETrainer(Trainer):
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        usage = CodebookUsage(self.model.quantizer.codebook_size, self.model.quantizer.num_codebooks)
-        total_mse = total_nmse = total_psnr = 0.0
-        count = 0
-        for x, _ in DataLoader(self.val_dataset, batch_size=EVAL_BATCH, num_workers=self.num_workers):
-            x = x.to(self.device)
-            out = self.model(x)
-            x_hat = out.x_hat.clamp(0, 1)
-            n = x.shape[0]
-            total_mse += float((x_hat - x).square().mean()) * n
-            total_nmse += float(nmse(x, x_hat, self.variance)) * n
-            total_psnr += float(psnr(x, x_hat)) * n
-            usage.update(out.quantizer.indices)
-            count += n
-        self.last_usage = usage  # reused by the usage histogram
-        count = max(count, 1)
-        # psnr: of the MSE pooled over every held-out pixel; psnr_per_image: the mean of per-crop PSNRs
-        return {"mse": total_mse / count, "nmse": total_nmse / count, "psnr": psnr_of_mse(total_mse / count),
-                "psnr_per_image": total_psnr / count, **usage.summary()}
+        """Scores of :mod:`image.scoring` on the held-out split (unprefixed) and on each further held-out set
+        (prefixed with its name, e.g. ``nature/psnr``)."""
+        metrics, self.last_usage = score_reconstructions(self.model, self.val_dataset, self.device, self.variance,
+                                                         self.num_workers)
+        for name, dataset in self.extra_val_sets.items():
+            scores, _ = score_reconstructions(self.model, dataset, self.device, self.variance, self.num_workers)
+            metrics.update({f"{name}/{k}": v for k, v in scores.items()})
+        return metrics
 
     @torch.no_grad()
     def log_media(self, step: int) -> None:
-        """Reconstruction grid (originals above reconstructions) and the last evaluation's usage histogram."""
+        """Enlarged, labelled crops (originals above reconstructions) of each held-out set, whole held-out photos
+        reconstructed tile by tile (original left), and the last evaluation's usage histogram."""
         import matplotlib.pyplot as plt
 
         self.model.eval()
-        x = torch.stack([self.val_dataset[i][0] for i in range(min(GRID_IMAGES, len(self.val_dataset)))])
-        x_hat = self.model(x.to(self.device)).x_hat.cpu()
-        self.tracker.log_image(image_grid(torch.cat([x, x_hat]), nrow=len(x)), f"reconstructions/step_{step:07d}.png")
+        for name, dataset in {"held_out": self.val_dataset, **self.extra_val_sets}.items():
+            x = torch.stack([dataset[i][0] for i in range(min(GRID_IMAGES, len(dataset)))])
+            x_hat = self.model(x.to(self.device)).x_hat.clamp(0, 1).cpu()
+            grid = labelled_grid([(f"{name} original", x), ("reconstruction", x_hat)])
+            self.tracker.log_image(grid, f"reconstructions/{name}_step_{step:07d}.png")
+        for name, image in self.full_images:
+            x_hat = reconstruct_tiled(self.model, image, self.image_cfg.data.crop_size)
+            self.tracker.log_image(side_by_side(image, x_hat), f"reconstructions/full_{name}_step_{step:07d}.png")
         fig = usage_histogram(self.last_usage)
         self.tracker.log_figure(fig, f"codebook_usage/step_{step:07d}.png")
         plt.close(fig)
         self.model.train()
 
 
-STAGES = ("all", "vqvae", "prior", "sample")
+STAGES = ("all", "vqvae", "prior", "sample", "reconstruct")
+# held-out photos shown whole, reconstructed tile by tile, in the vqvae stage's pictures (embedded source)
+FULL_IMAGES = {"val": ("chelsea",), "nature": ("GreenMeadow", "YellowFlower")}
+
+
+def full_held_out_images(data_cfg) -> list[tuple[str, torch.Tensor]]:
+    """``(name, [3, H, W] in [0, 1])`` of the ``FULL_IMAGES`` (embedded source; other sources: none)."""
+    if data_cfg.source != "embedded":
+        return []
+    photos = dict(embedded_images("val")) | dict(debian_photos("nature", data_cfg.photo_root))
+    names = [name for group in FULL_IMAGES.values() for name in group]
+    return [(name, torch.from_numpy(photos[name].transpose(2, 0, 1).copy()).float().div_(255.0)) for name in names]
 
 
 def run_vqvae(cfg: ImageConfig, train_ds, val_ds, resume: bool) -> dict[str, float]:
     """Stage "vqvae": train and evaluate the VQ-VAE."""
-    return fit_stage(ImageVQVAETrainer(cfg, train_ds, val_ds, data_variance(train_ds)), resume,
-                     "held-out metrics (vqvae)")
+    trainer = ImageVQVAETrainer(cfg, train_ds, val_ds, data_variance(train_ds), build_extra_val_sets(cfg.data),
+                                full_held_out_images(cfg.data))
+    return fit_stage(trainer, resume, "held-out metrics (vqvae)")
 
 
 def _vqvae_checkpoint(cfg: ImageConfig) -> Path:
@@ -126,20 +154,48 @@ def run_sample(cfg: ImageConfig) -> dict[str, float]:
     tracker = Tracker(dataclasses.replace(cfg.tracking, run_name=cfg.tracking.run_name or "sample"))
     tracker.log_params({"stage": "sample", "derived.vqvae_hash": vqvae_hash, "prior.temperature": cfg.prior.temperature,
                         "prior.samples": cfg.prior.samples, "prior_checkpoint": str(prior_path)})
-    tracker.log_image(image_grid(images, nrow=8), "samples/samples.png")
+    tracker.log_image(sample_grid(images), "samples/samples.png")
     tracker.end()
     print(f"\nsampled {len(images)} images; MLflow UI: {tracker.ui_command()}")
     return {"samples": float(len(images))}
 
 
-def main(config_path: str | Path, overrides: list[str], resume: bool = False, stage: str = "all") -> dict[str, float]:
-    """Run the image experiment's stages (``all`` = vqvae → prior, whose end logs samples and bits/dim).
+def run_reconstruct(cfg: ImageConfig, input_path: str) -> dict[str, float]:
+    """Stage "reconstruct": ``decode(encode(x))`` of the user's images at ``input_path`` with the run's VQ-VAE,
+    tile by tile (tiles of ``data.crop_size``); side-by-side PNGs in ``<output_dir>/reconstruct``.
+
+    Returns ``{"psnr/<file name>": dB, …, "psnr_mean": mean over images}``.
+
+    Raises:
+        FileNotFoundError: no image at ``input_path``, or no trained VQ-VAE checkpoint.
+        ValueError: an unreadable image file (named).
+    """
+    from image.reconstruct import image_files
+
+    image_files(input_path)  # a wrong path fails before the model is loaded
+    device = resolve_device(cfg.train.device)
+    vqvae, _, _ = load_frozen_vqvae(_vqvae_checkpoint(cfg), device)
+    scores = reconstruct_files(vqvae, input_path, Path(cfg.train.output_dir) / "reconstruct", cfg.data.crop_size)
+    return {**{f"psnr/{name}": v for name, v in scores.items()}, "psnr_mean": sum(scores.values()) / len(scores)}
+
+
+def main(config_path: str | Path, overrides: list[str], resume: bool = False, stage: str = "all",
+         input: str | None = None) -> dict[str, float]:
+    """Run the image experiment's stages (``all`` = vqvae → prior, whose end logs samples and bits/dim;
+    ``reconstruct`` needs ``input``, a file or folder of the user's images).
 
     Returns the metrics of the last stage run.
+
+    Raises:
+        ValueError: for an unknown stage, or ``input`` given without (or missing for) ``stage="reconstruct"``.
     """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; known stages: {', '.join(STAGES)}")
+    if (stage == "reconstruct") != (input is not None):
+        raise ValueError("--input PATH_OR_FOLDER goes with --stage reconstruct, and that stage needs it")
     cfg = load_config(ImageConfig, config_path, overrides)
+    if stage == "reconstruct":
+        return run_reconstruct(cfg, input)
     if stage == "sample":
         return run_sample(cfg)
     train_ds, val_ds = build_image_datasets(cfg.data, cfg.train.seed)

@@ -17,3 +17,45 @@ def image_grid(images: torch.Tensor, nrow: int) -> np.ndarray:
 
     grid = make_grid(images.detach().cpu().clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)
     return (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def labelled_grid(rows: list[tuple[str, torch.Tensor]], scale: int = 4, label_width: int = 110) -> np.ndarray:
+    """Rows of images enlarged ``scale``× by nearest-neighbour, each row labelled on its left.
+
+    Args:
+        rows: ``(label, images [N, C, H, W] in [0, 1])`` per row; every row has the same N, H and W.
+        scale: integer enlargement (nearest neighbour: every pixel becomes a ``scale × scale`` block).
+        label_width: pixels of the label column.
+
+    Returns:
+        ``[H', W', 3]`` uint8 picture.
+
+    Raises:
+        ValueError: for no rows, rows of different shapes, or ``scale < 1``.
+    """
+    from PIL import Image, ImageDraw
+
+    if not rows or scale < 1:
+        raise ValueError("labelled_grid needs at least one row and scale >= 1")
+    shape = rows[0][1].shape
+    if any(images.shape != shape for _, images in rows):
+        raise ValueError(f"all rows must have the shape of the first, {tuple(shape)}")
+    pictures = [image_grid(images.repeat_interleave(scale, -1).repeat_interleave(scale, -2), nrow=shape[0])
+                for _, images in rows]
+    height, width = pictures[0].shape[:2]
+    canvas = Image.new("RGB", (label_width + width, height * len(rows)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, ((label, _), picture) in enumerate(zip(rows, pictures)):
+        canvas.paste(Image.fromarray(picture), (label_width, i * height))
+        draw.text((4, i * height + height // 2 - 6), label, fill="black")
+    return np.asarray(canvas)
+
+
+def sample_grid(images: torch.Tensor, per_row: int = 8, scale: int = 4) -> np.ndarray:
+    """``[N, C, H, W]`` samples in rows of ``per_row``, enlarged ``scale``× and labelled "samples i–j" (a short
+    last row is filled with white)."""
+    n = images.shape[0]
+    fill = (-n) % per_row
+    images = torch.cat([images.cpu(), torch.ones(fill, *images.shape[1:])]) if fill else images.cpu()
+    return labelled_grid([(f"samples {i + 1}-{min(i + per_row, n)}", images[i:i + per_row])
+                          for i in range(0, n, per_row)], scale=scale)

@@ -144,7 +144,10 @@ class ImageVQVAE(nn.Module):
         self.elementwise_variance = quantizer_cfg.kind == "sq" and quantizer_cfg.variance == "elementwise"
         head = 2 * code_channels if self.elementwise_variance else code_channels
         self.pre_quantize = nn.Conv2d(model_cfg.hidden_channels, head, 1)  # into the code space
-        self.post_quantize = nn.Conv2d(code_channels, model_cfg.hidden_channels, 1)  # out of the code space
+        k = model_cfg.decoder_input_kernel
+        if k < 1 or k % 2 == 0:
+            raise ValueError(f"model.decoder_input_kernel must be a positive odd number, got {k}")
+        self.post_quantize = nn.Conv2d(code_channels, model_cfg.hidden_channels, k, padding=k // 2)  # out of code space
         if model_cfg.likelihood not in LIKELIHOODS:
             raise ValueError(f"model.likelihood must be one of {LIKELIHOODS}, got {model_cfg.likelihood!r}")
         self.categorical = model_cfg.likelihood == "categorical"

@@ -23,7 +23,7 @@ from core.checkpoint import read_checkpoint, state_hash
 from core.config import from_dict, to_dict
 from core.trainer import Trainer, seed_everything
 from image.config import ImageConfig
-from image.media import image_grid
+from image.media import sample_grid
 from image.model import ImageVQVAE
 from priors.pixelcnn import GatedPixelCNN
 
@@ -193,7 +193,7 @@ class ImagePriorTrainer(Trainer):
         """At the end: a grid of decoded samples."""
         images, _ = sample_images(self.model, self.vqvae, self.grid, self.image_cfg.prior.samples, self.num_classes,
                                   self.image_cfg.prior.temperature, self.cfg.seed, self.device)
-        self.tracker.log_image(image_grid(images, nrow=8), f"samples/step_{step:07d}.png")
+        self.tracker.log_image(sample_grid(images), f"samples/step_{step:07d}.png")
         self.model.train()
 
 

@@ -3,9 +3,11 @@
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from PIL import Image
 
 from core.checkpoint import read_checkpoint
 from core.config import ConfigError, load_config
@@ -40,6 +42,7 @@ def test_default_config_runs_end_to_end_into_tmp_path(tmp_path):
     assert metrics["psnr"] == pytest.approx(10 * math.log10(1 / metrics["mse"]))  # pooled, as tables report
     assert metrics["psnr_per_image"] >= metrics["psnr"] - 1e-9  # Jensen: the mean of logs is at least the log of means
     assert {"nll_bits_per_code", "bits_per_dim", "recon_bits_per_dim", "prior_bits_per_dim"} <= set(metrics)
+    assert {"bicubic_psnr", "nature/psnr", "nature/psnr_per_image", "nature/bicubic_psnr"} <= set(metrics)
     ckpt = tmp_path / "out" / "vqvae" / "checkpoints" / "latest.pt"
     payload = read_checkpoint(ckpt)
     assert payload["step"] == 6 and payload["config"]["quantizer"]["codebook_size"] == 32
@@ -49,15 +52,39 @@ def test_default_config_runs_end_to_end_into_tmp_path(tmp_path):
     assert {"train/loss", "train/recon_loss", "train/commitment_loss", "val/psnr", "val/perplexity"} <= set(r.data.metrics)
     artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
     assert {"reconstructions", "codebook_usage"} <= artifacts
+    pictures = {Path(a.path).name for a in client.list_artifacts(r.info.run_id, "reconstructions")}
+    assert {"held_out_step_0000006.png", "nature_step_0000006.png", "full_chelsea_step_0000006.png",
+            "full_GreenMeadow_step_0000006.png"} <= pictures
 
     prior = read_checkpoint(tmp_path / "out" / "prior" / "checkpoints" / "latest.pt")
-    assert prior["step"] == 4 and prior["codebook_size"] == 32 and tuple(prior["grid"]) == (8, 8)
+    # the default's two codebooks per position sit side by side in the prior's grid
+    assert prior["step"] == 4 and prior["codebook_size"] == 32 and tuple(prior["grid"]) == (8, 16)
     p = client.get_run(prior["mlflow_run_id"])
     assert p.data.params["derived.vqvae_hash"] == prior["vqvae_hash"]
     assert {"train/nll_bits_per_code", "val/nll_bits_per_code", "val/bits_per_dim"} <= set(p.data.metrics)
     assert "samples" in {a.path for a in client.list_artifacts(p.info.run_id)}
 
     assert run.main(_args(tmp_path, "--stage", "sample"))["samples"] == 4
+
+    photo = tmp_path / "mine.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 52, 3), dtype=np.uint8)).save(photo)
+    scores = run.main(_args(tmp_path, "--stage", "reconstruct", "--input", str(photo)))
+    assert set(scores) == {"psnr/mine.png", "psnr_mean"} and (tmp_path / "out" / "reconstruct" / "mine.png").exists()
+
+
+def test_reconstruct_errors_name_the_problem(tmp_path):
+    with pytest.raises(ValueError, match="--input PATH_OR_FOLDER goes with --stage reconstruct"):
+        run.main(_args(tmp_path, "--stage", "reconstruct"))
+    with pytest.raises(ValueError, match="--input PATH_OR_FOLDER goes with --stage reconstruct"):
+        run.main(_args(tmp_path, "--input", str(tmp_path)))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        run.main(_args(tmp_path, "--stage", "reconstruct", "--input", str(tmp_path / "nowhere.png")))
+    photo = tmp_path / "mine.png"
+    Image.new("RGB", (8, 8)).save(photo)
+    with pytest.raises(FileNotFoundError):  # no trained VQ-VAE in this output folder yet
+        run.main(_args(tmp_path, "--stage", "reconstruct", "--input", str(photo)))
+    with pytest.raises(SystemExit, match="--input is an option of: image"):
+        run.main(["audio", "--input", str(photo)])
 
 
 def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, monkeypatch):

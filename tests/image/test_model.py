@@ -112,3 +112,13 @@ def test_discretized_gaussian_is_a_distribution_over_the_256_levels():
     nll = discretized_gaussian_nll(torch.tensor([128]), torch.tensor([128 / 255]), torch.tensor(0.01))
     mass = math.erf((0.5 / 255) / (0.01 * math.sqrt(2)))
     assert nll.item() == pytest.approx(-math.log(mass), rel=1e-4)
+
+
+def test_decoder_input_kernel_sets_the_first_decoder_convolution():
+    q = QuantizerConfig(codebook_size=16, code_dim=4, num_codebooks=2)
+    for k in (1, 3):
+        model = ImageVQVAE(ImageModelConfig(hidden_channels=8, residual_channels=4, decoder_input_kernel=k), q)
+        assert model.post_quantize.weight.shape == (8, 8, k, k)  # from G·D = 8 code channels to 8 hidden
+        assert model(torch.rand(2, 3, 16, 16)).x_hat.shape == (2, 3, 16, 16)
+    with pytest.raises(ValueError, match="decoder_input_kernel must be a positive odd number, got 2"):
+        ImageVQVAE(ImageModelConfig(decoder_input_kernel=2), q)

@@ -1,0 +1,109 @@
+"""``decode(encode(x))`` of whole photographs, tile by tile: the ``reconstruct`` stage and the full-image pictures.
+
+``python experiments/run.py image --stage reconstruct --input PATH_OR_FOLDER`` reads every image file at the path
+(a file, or the images directly inside a folder), reconstructs it with the run's trained VQ-VAE, writes
+``<output_dir>/reconstruct/<name>.png`` (original left, reconstruction right) and prints the PSNR per image.
+
+Axis legend: C channels (3, RGB), H W image height and width, T tile side (the training crop size).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from core.metrics import psnr_of_mse
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm")
+TILE_BATCH = 256
+
+
+def read_rgb(path: Path) -> torch.Tensor:
+    """The image at ``path`` as ``[3, H, W]`` float32 in [0, 1].
+
+    Raises:
+        ValueError: naming ``path`` if it cannot be read as an image.
+    """
+    try:
+        with Image.open(path) as img:
+            array = np.asarray(img.convert("RGB"), dtype=np.uint8)  # convert() decodes, so damage shows here
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ValueError(f"cannot read image {path}: {e}") from e
+    return torch.from_numpy(array.transpose(2, 0, 1).copy()).float().div_(255.0)
+
+
+def image_files(path: str | Path) -> list[Path]:
+    """The image file ``path``, or the files with an image suffix directly inside folder ``path``, sorted.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist or a folder holds no image file.
+    """
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise FileNotFoundError(f"--input {path} does not exist")
+    files = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
+    return files
+
+
+@torch.no_grad()
+def reconstruct_tiled(model, x: torch.Tensor, tile: int) -> torch.Tensor:
+    """Reconstruction of one whole image ``x: [3, H, W]`` in [0, 1], cut into ``tile × tile`` tiles that are
+    encoded and decoded independently (as the training crops were); clamped to [0, 1], same shape.
+
+    The image is padded at the bottom and right (edge replication) to whole tiles; the padding is cut off again.
+
+    Raises:
+        ValueError: if ``tile`` is not a multiple of the model's down-sampling factor.
+    """
+    if tile % model.downsampling:
+        raise ValueError(f"tile {tile} must be a multiple of the model's down-sampling factor {model.downsampling}")
+    c, h, w = x.shape
+    rows, cols = -(-h // tile), -(-w // tile)
+    device = next(model.parameters()).device
+    padded = F.pad(x[None], (0, cols * tile - w, 0, rows * tile - h), mode="replicate")[0]  # [C, rows·T, cols·T]
+    tiles = padded.unfold(1, tile, tile).unfold(2, tile, tile)  # [C, rows, cols, T, T]
+    tiles = tiles.permute(1, 2, 0, 3, 4).reshape(-1, c, tile, tile)  # [rows·cols, C, T, T]
+    out = torch.cat([model.decode(model.encode(tiles[i:i + TILE_BATCH].to(device))).clamp(0, 1).cpu()
+                     for i in range(0, len(tiles), TILE_BATCH)])
+    out = out.reshape(rows, cols, c, tile, tile).permute(2, 0, 3, 1, 4).reshape(c, rows * tile, cols * tile)
+    return out[:, :h, :w]
+
+
+def side_by_side(x: torch.Tensor, x_hat: torch.Tensor, gap: int = 4) -> np.ndarray:
+    """``[3, H, W]`` original and reconstruction → one ``[H, 2W + gap, 3]`` uint8 picture (white gap)."""
+    white = torch.ones(x.shape[0], x.shape[1], gap)
+    both = torch.cat([x, white, x_hat], dim=2)
+    return (both.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def reconstruct_files(model, path: str | Path, out_dir: Path, tile: int) -> dict[str, float]:
+    """Reconstruct every image at ``path`` (see :func:`image_files`), write the side-by-side PNGs into ``out_dir``
+    and print one line per image; returns ``{name: PSNR in dB}`` (PSNR of the image's MSE, [0, 1] scale).
+
+    All files are read before any work is spent, so an unreadable one stops the command at once.
+
+    Raises:
+        FileNotFoundError: see :func:`image_files`.
+        ValueError: naming the first file that cannot be read.
+    """
+    files = image_files(path)
+    images = [read_rgb(f) for f in files]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scores = {}
+    for f, x in zip(files, images):
+        x_hat = reconstruct_tiled(model, x, tile)
+        scores[f.name] = psnr_of_mse(float((x_hat - x).square().mean()))
+        target = out_dir / f"{f.stem}.png"
+        partial = target.with_name(target.name + ".partial")
+        Image.fromarray(side_by_side(x, x_hat)).save(partial, format="PNG")
+        partial.replace(target)  # atomic: a killed run leaves no half-written picture under the final name
+        print(f"{f.name}: PSNR {scores[f.name]:.2f} dB ({x.shape[2]}×{x.shape[1]} px) → {target}")
+    return scores
