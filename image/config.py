@@ -23,6 +23,7 @@ class ImageDataConfig:
     crop_size: int = 32  # embedded: side of the random crops, pixels
     val_crops: int = 2048  # embedded: fixed, seeded validation crops of each held-out set
     debian_photos: bool = True  # embedded: train on the Debian wallpaper photos too (image.photos)
+    colour_augment: str = "none"  # embedded training crops: "none" or "channel_permutation" (see EmbeddedCrops)
     photo_root: str = "/usr/share"  # embedded: where the Debian photo packages installed wallpapers/ and backgrounds/
     image_size: int = 128  # folder: images are resized and center-cropped to this side
     num_workers: int = 0

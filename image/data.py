@@ -93,6 +93,8 @@ def embedded_images(split: str) -> list[tuple[str, np.ndarray]]:
     return sorted(images.items())
 
 
+COLOUR_AUGMENTS = ("none", "channel_permutation")
+_CHANNEL_ORDERS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
 _MASK64 = (1 << 64) - 1
 
 
@@ -132,12 +134,18 @@ class EmbeddedCrops(Dataset):
         crop_size: Side ``S`` of the crops, pixels.
         seed: Non-negative seed of the crops.
         length: Number of items (crops are drawn afresh per index, so this only sets the epoch size).
+        colour_augment: ``"none"`` or ``"channel_permutation"`` (each crop's RGB channels in one of the 6 orders,
+            drawn from the same hash: widens the colours seen in training; a deviation from the paper).
 
     Raises:
         ValueError: If ``images`` is empty, an image is not ``[H, W, 3]`` uint8, or one is smaller than ``crop_size``.
     """
 
-    def __init__(self, images: list[np.ndarray], crop_size: int, seed: int, length: int = 2**20) -> None:
+    def __init__(self, images: list[np.ndarray], crop_size: int, seed: int, length: int = 2**20,
+                 colour_augment: str = "none") -> None:
+        if colour_augment not in COLOUR_AUGMENTS:
+            raise ValueError(f"unknown colour_augment {colour_augment!r}; known: {', '.join(COLOUR_AUGMENTS)}")
+        self.permute = colour_augment == "channel_permutation"
         if not images:
             raise ValueError("EmbeddedCrops needs at least one image")
         if crop_size < 1 or length < 0 or seed < 0:
@@ -161,12 +169,15 @@ class EmbeddedCrops(Dataset):
         """Returns ``(x, -1)`` with ``x`` the crop of item ``i``, ``[3, S, S]`` float32 in [0, 1]."""
         if not 0 <= i < self.length:
             raise IndexError(f"index {i} out of range for {self.length} crops")
-        u_image, u_top, u_left = _uniforms(self.seed, i)
+        u_image, u_top, u_left, u_colour = _uniforms(self.seed, i, 4)
         image = self.images[min(int(np.searchsorted(self._cdf, u_image, side="right")), len(self.images) - 1)]
         s = self.crop_size
         top = int(u_top * (image.shape[0] - s + 1))
         left = int(u_left * (image.shape[1] - s + 1))
-        return _to_tensor(image[top : top + s, left : left + s]), -1  # [3, S, S]
+        crop = image[top : top + s, left : left + s]
+        if self.permute:
+            crop = crop[:, :, _CHANNEL_ORDERS[int(u_colour * len(_CHANNEL_ORDERS))]]
+        return _to_tensor(crop), -1  # [3, S, S]
 
 
 def fixed_crops(images: list[np.ndarray], crop_size: int, count: int, seed: int) -> torch.Tensor:
@@ -322,7 +333,7 @@ def _embedded_datasets(cfg: ImageDataConfig, seed: int) -> tuple[Dataset, Datase
     train_images = [image for _, image in embedded_images("train")]
     if cfg.debian_photos:
         train_images += [image for _, image in debian_photos("train", cfg.photo_root)]
-    train = EmbeddedCrops(train_images, cfg.crop_size, seed)
+    train = EmbeddedCrops(train_images, cfg.crop_size, seed, colour_augment=cfg.colour_augment)
     val_images = [image for _, image in embedded_images("val")]
     return train, TensorImages(fixed_crops(val_images, cfg.crop_size, cfg.val_crops, seed=VAL_SEED))
 

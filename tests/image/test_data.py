@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
 import struct
@@ -317,3 +318,18 @@ def test_data_variance_matches_hand_computation():
     assert data_variance(tiny) == pytest.approx(0.1875)  # mean 3/4, mean of squares 3/4 - 9/16
     with pytest.raises(ValueError):
         data_variance(TensorImages(torch.rand(0, 3, 2, 2)))
+
+
+def test_channel_permutation_reorders_the_channels_of_the_same_crop():
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)]
+    plain = EmbeddedCrops(images, 8, seed=3)
+    permuted = EmbeddedCrops(images, 8, seed=3, colour_augment="channel_permutation")
+    orders = set()
+    for i in range(60):
+        x, y = plain[i][0], permuted[i][0]
+        order = next(o for o in itertools.permutations(range(3)) if torch.equal(x[list(o)], y))
+        orders.add(order)
+    assert len(orders) == 6  # every channel order occurs; the crop itself is the same
+    with pytest.raises(ValueError, match="unknown colour_augment 'hue'"):
+        EmbeddedCrops(images, 8, seed=3, colour_augment="hue")
