@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from audio.io import read_audio, write_audio
 from audio.phones import SILENCE, fold_phone
+from core.files import atomic_write_text
 
 BUILDER_VERSION = 1  # bump when the output of a build changes for the same parameters
 TRIM_MARGIN_SECONDS = 0.05  # silence kept before the first and after the last non-silent phone
@@ -248,13 +249,7 @@ def _render(voice: str, items: list[tuple[str, str]], root: Path, sample_rate: i
                 raise CorpusBuildError(f"voice {voice} on {text!r}: {e}") from e
             write_audio(root / voice / f"{sentence_id}.wav", waveform, sample_rate)
             rows = "".join(f"{s:.5f}\t{e:.5f}\t{fold_phone(p)}\t{p}\n" for s, e, p in segments)
-            _write_text(root / voice / f"{sentence_id}.phones", rows)
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+            atomic_write_text(root / voice / f"{sentence_id}.phones", rows)
 
 
 def _manifest_matches(root: Path, expected: dict) -> bool:
@@ -319,7 +314,7 @@ def build_corpus(root: str | Path, num_sentences: int, voices: list[str] | None 
             for future in futures:  # a failure (or Ctrl-C) stops the build after the running chunks
                 future.cancel()
             raise
-    _write_text(root / "sentences.txt", "".join(f"{i}\t{text}\n" for i, text in sentences))
+    atomic_write_text(root / "sentences.txt", "".join(f"{i}\t{text}\n" for i, text in sentences))
     manifest = {
         **expected,
         "trim_margin_seconds": TRIM_MARGIN_SECONDS,
@@ -327,5 +322,5 @@ def build_corpus(root: str | Path, num_sentences: int, voices: list[str] | None 
         "speakers": {v: asdict(VOICES[v]) for v in voices},
         "sentences": [{"id": i, "text": text} for i, text in sentences],
     }
-    _write_text(root / "manifest.json", json.dumps(manifest, indent=1) + "\n")
+    atomic_write_text(root / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     return root

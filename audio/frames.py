@@ -12,6 +12,7 @@ import torch
 
 from audio.datasets import Utterance
 from audio.phones import frame_labels
+from core.files import keyed_cache
 
 
 def pad_to_hop(wave: torch.Tensor, hop: int) -> torch.Tensor:
@@ -51,16 +52,7 @@ def cached_utterance_codes(path: Path, model, vqvae_hash: str, utterances: list[
                            device: torch.device) -> list[torch.Tensor]:
     """:func:`utterance_codes`, cached in ``path`` and reused only for the same VQ-VAE weights and utterances."""
     key = {"vqvae_hash": vqvae_hash, "utterances": [(u.speaker, u.sentence_id, u.waveform.numel()) for u in utterances]}
-    if path.is_file():
-        cached = torch.load(path, map_location="cpu")
-        if cached.get("key") == key:
-            return cached["codes"]
-    codes = utterance_codes(model, utterances, device)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"codes": codes, "key": key}, tmp)
-    tmp.replace(path)
-    return codes
+    return keyed_cache(path, key, lambda: utterance_codes(model, utterances, device))
 
 
 def phone_labels(utterances: list[Utterance], codes: list[torch.Tensor], hop: int, sample_rate: int) -> torch.Tensor:

@@ -9,12 +9,13 @@ Axis legend: T samples (time), C channels of a file.
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
+
+from core.files import atomic_write
 
 
 class AudioFileError(ValueError):
@@ -103,14 +104,4 @@ def write_audio(path: str | os.PathLike, waveform: torch.Tensor | np.ndarray, sa
     samples = np.clip(np.asarray(waveform, dtype=np.float32), -1.0, 1.0)  # [T]
     if samples.ndim != 1:
         raise ValueError(f"waveform must be [T], got shape {samples.shape}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")  # same folder: os.replace is atomic
-    try:
-        with open(tmp, "xb") as f:
-            sf.write(f, samples, int(sample_rate), subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: sf.write(f, samples, int(sample_rate), subtype="PCM_16", format="WAV"))

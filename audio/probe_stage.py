@@ -17,6 +17,7 @@ from audio.datasets import AudioSplits
 from audio.frames import cached_utterance_codes, phone_labels, utterance_z_e
 from audio.phones import PHONES
 from audio.probe import probe_codes
+from core.files import read_keyed, save_keyed
 from core.tracking import Tracker
 
 LINEAR_PROBE_UTTERANCES = 300  # per split: z_e of this many utterances feed the logistic regression
@@ -63,10 +64,7 @@ def run_probe(cfg: AudioConfig, model, splits: AudioSplits, device: torch.device
     result, mapping = probe_codes(torch.cat(train_codes), phone_labels(train_utts, train_codes, hop, sr),
                                   torch.cat(val_codes), phone_labels(val_utts, val_codes, hop, sr), k, len(PHONES),
                                   linear=(*z_train, *z_val), seed=cfg.data.seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / "mapping.pt.tmp"
-    torch.save({"mapping": mapping, "key": vqvae_key}, tmp)
-    tmp.replace(out_dir / "mapping.pt")
+    save_keyed(out_dir / "mapping.pt", vqvae_key, mapping)
     metrics = {**result.metrics(), "phone_frames_train": float(result.frames_train),
                "phone_frames_val": float(result.frames_val), "phones_seen": float(result.num_phones_seen)}
     print(f"phoneme probe: code → phone {result.code_accuracy:.1%} vs majority phone {result.majority_accuracy:.1%} "
@@ -82,8 +80,4 @@ def run_probe(cfg: AudioConfig, model, splits: AudioSplits, device: torch.device
 
 def load_mapping(out_dir: Path, vqvae_key: str) -> torch.Tensor | None:
     """The saved code → phone mapping ``[K]`` when it belongs to ``vqvae_key``, else None."""
-    path = out_dir / "mapping.pt"
-    if not path.is_file():
-        return None
-    saved = torch.load(path, map_location="cpu")
-    return saved["mapping"] if saved.get("key") == vqvae_key else None
+    return read_keyed(out_dir / "mapping.pt", vqvae_key)

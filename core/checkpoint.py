@@ -8,14 +8,14 @@ same folder, flushed, then renamed over the target, so a crash never leaves a tr
 from __future__ import annotations
 
 import hashlib
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
+
+from core.files import atomic_save
 
 LATEST = "latest.pt"
 
@@ -44,18 +44,7 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer: torc
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
                "step": step, "config": config, "rng": rng_state(), **extra}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    return atomic_save(path, payload)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

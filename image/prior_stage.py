@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from core.checkpoint import read_checkpoint, state_hash
 from core.config import from_dict, to_dict
+from core.files import keyed_cache
 from core.trainer import Trainer, seed_everything
 from image.config import ImageConfig
 from image.media import sample_grid
@@ -76,15 +77,7 @@ def cached_codes(path: Path, vqvae: ImageVQVAE, vqvae_hash: str, dataset, count:
     """:func:`extract_codes`, cached in ``path`` and reused only for the same VQ-VAE weights, item count and data
     (``data_key``, e.g. the data config)."""
     key = {"vqvae_hash": vqvae_hash, "count": count, "data": data_key}
-    if path.is_file():
-        cached = torch.load(path, map_location="cpu")
-        if cached.get("key") == key:
-            return cached["codes"], cached["labels"]
-    codes, labels = extract_codes(vqvae, dataset, count, device)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"codes": codes, "labels": labels, "key": key}, tmp)
-    tmp.replace(path)
+    codes, labels = keyed_cache(path, key, lambda: extract_codes(vqvae, dataset, count, device))
     return codes, labels
 
 

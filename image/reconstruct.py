@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from core.files import atomic_write
 from core.metrics import psnr_of_mse
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm")
@@ -102,8 +103,7 @@ def reconstruct_files(model, path: str | Path, out_dir: Path, tile: int) -> dict
         x_hat = reconstruct_tiled(model, x, tile)
         scores[f.name] = psnr_of_mse(float((x_hat - x).square().mean()))
         target = out_dir / f"{f.stem}.png"
-        partial = target.with_name(target.name + ".partial")
-        Image.fromarray(side_by_side(x, x_hat)).save(partial, format="PNG")
-        partial.replace(target)  # atomic: a killed run leaves no half-written picture under the final name
+        picture = Image.fromarray(side_by_side(x, x_hat))
+        atomic_write(target, lambda handle: picture.save(handle, format="PNG"))
         print(f"{f.name}: PSNR {scores[f.name]:.2f} dB ({x.shape[2]}×{x.shape[1]} px) → {target}")
     return scores

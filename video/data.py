@@ -22,8 +22,6 @@ h w latent grid, 3 RGB channels.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from core.files import atomic_write
 
 FORMAT = "vqvae-suite-episodes/1"
 MANIFEST = "manifest.json"
@@ -64,26 +64,13 @@ class Episode:
         return len(self.actions)
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through ``write(handle)`` into a temporary file in the same folder, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def save_episode(path: Path, episode: Episode, config: dict[str, Any]) -> None:
     """Write one ``episode_*.npz`` atomically (see the module docstring)."""
     arrays = dict(frames=episode.frames, actions=episode.actions.astype(np.int64),
                   rewards=episode.rewards.astype(np.float32), terminated=episode.terminated.astype(bool),
                   truncated=episode.truncated.astype(bool), seed=np.int64(-1 if episode.seed is None else episode.seed),
                   env_id=np.array(episode.env_id), config=np.array(json.dumps(config, sort_keys=True)))
-    _atomic_write(path, lambda handle: np.savez_compressed(handle, **arrays))
+    atomic_write(path, lambda handle: np.savez_compressed(handle, **arrays))
 
 
 def load_episode(path: Path) -> Episode:
@@ -110,7 +97,7 @@ def load_episode(path: Path) -> Episode:
 def write_manifest(split_dir: Path, manifest: dict[str, Any]) -> None:
     """Write ``manifest.json`` atomically; call it after every episode file is in place."""
     data = json.dumps({"format": FORMAT, **manifest}, indent=1, sort_keys=True).encode()
-    _atomic_write(split_dir / MANIFEST, lambda handle: handle.write(data))
+    atomic_write(split_dir / MANIFEST, lambda handle: handle.write(data))
 
 
 def read_manifest(split_dir: Path) -> dict[str, Any] | None:
