@@ -37,8 +37,8 @@ from audio.clips import clip_batch, generation_threads
 from audio.config import AudioConfig
 from audio.datasets import AudioSplits
 from audio.frozen import load_frozen_vqvae, vqvae_checkpoint
-from audio.mel import MelSettings
 from audio.media import log_audio_comparison
+from audio.mel import MelSettings
 from audio.phones import frame_labels
 from audio.probe_stage import load_mapping, run_probe
 from audio.scores import mel_cepstral_distortion

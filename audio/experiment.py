@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from audio.clips import clip_batch, generation_threads, pick_utterances
 from audio.config import AudioConfig
 from audio.datasets import AudioCrops, AudioSplits, build_audio_datasets
-from audio.clips import clip_batch, generation_threads, pick_utterances
 from audio.frozen import load_frozen_vqvae, vqvae_checkpoint
 from audio.media import log_audio_comparison
 from audio.model import AudioVQVAE
@@ -25,8 +25,14 @@ from core.checkpoint import state_hash
 from core.config import load_config, to_dict
 from core.media import usage_histogram
 from core.metrics import CodebookUsage
-from core.trainer import (Trainer, fit_stage, print_metrics, resolve_device, seed_everything,
-                          vqvae_loss_terms)
+from core.trainer import (
+    Trainer,
+    fit_stage,
+    print_metrics,
+    resolve_device,
+    seed_everything,
+    vqvae_loss_terms,
+)
 
 VAL_SEED = 12345  # the held-out crops are the same for every run and seed
 VAL_CROPS = 32

@@ -20,10 +20,10 @@ from audio.datasets import AudioSplits, SequenceCrops
 from audio.frames import cached_utterance_codes
 from audio.frozen import load_frozen_vqvae, vqvae_checkpoint
 from audio.media import log_audio_comparison
-from core.checkpoint import load_frozen
+from core.checkpoint import load_frozen, stage_checkpoint
 from core.config import to_dict
-from core.trainer import Trainer, num_threads, seed_everything
 from core.tracking import Tracker
+from core.trainer import Trainer, num_threads, seed_everything
 from priors.wavenet import build_code_prior
 
 VAL_WINDOWS = 256
@@ -117,7 +117,7 @@ def run_sample(cfg: AudioConfig, splits: AudioSplits, device: torch.device) -> d
     """Stage "sample": codes sampled from the prior for every speaker, spoken by the WaveNet decoder in the same
     voice, logged as wav files and spectrograms."""
     vqvae, _, speakers, digest = load_frozen_vqvae(vqvae_checkpoint(cfg), device)
-    prior_path = Path(cfg.train.output_dir) / "prior" / "checkpoints" / "latest.pt"
+    prior_path = stage_checkpoint(cfg.train.output_dir, "prior")
     prior = load_prior(prior_path, vqvae.quantizer.codebook_size, speakers, digest, cfg, device)
     p = cfg.prior
     num_codes = max(1, int(p.sample_seconds * cfg.data.sample_rate) // vqvae.hop)

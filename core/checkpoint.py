@@ -20,6 +20,11 @@ from core.files import atomic_save
 LATEST = "latest.pt"
 
 
+def stage_checkpoint(output_dir: str | Path, stage: str) -> Path:
+    """Where a stage's latest checkpoint lives: ``<output_dir>/<stage>/checkpoints/latest.pt``."""
+    return Path(output_dir) / stage / "checkpoints" / LATEST
+
+
 def rng_state() -> dict[str, Any]:
     """Current states of every random number generator a run uses."""
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}

@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from core import distributed
-from core.checkpoint import LATEST, load_checkpoint, save_checkpoint
+from core.checkpoint import load_checkpoint, save_checkpoint, stage_checkpoint
 from core.config import TrackingConfig, TrainConfig, flatten
 from core.data import step_loader
 from core.quantize import NonFiniteInputError
@@ -153,7 +153,7 @@ class Trainer:
         self.step = 0
         self.tracker: Tracker | None = None
         self.output_dir = Path(train_cfg.output_dir) / name
-        self.checkpoint_path = self.output_dir / "checkpoints" / LATEST
+        self.checkpoint_path = stage_checkpoint(train_cfg.output_dir, name)
 
     # ------------------------------------------------------------------------------- subclass interface
     def compute_loss(self, batch: Any) -> dict[str, torch.Tensor]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from core.checkpoint import stage_checkpoint
 from core.config import load_config, to_dict
 from core.tracking import Tracker
 from core.trainer import (
@@ -125,7 +126,7 @@ def run_vqvae(cfg: ImageConfig, train_ds, val_ds, resume: bool) -> dict[str, flo
 
 
 def _vqvae_checkpoint(cfg: ImageConfig) -> Path:
-    return Path(cfg.prior.vqvae_checkpoint or Path(cfg.train.output_dir) / "vqvae" / "checkpoints" / "latest.pt")
+    return Path(cfg.prior.vqvae_checkpoint or stage_checkpoint(cfg.train.output_dir, "vqvae"))
 
 
 def run_prior(cfg: ImageConfig, train_ds, val_ds, resume: bool) -> dict[str, float]:
@@ -147,7 +148,7 @@ def run_sample(cfg: ImageConfig) -> dict[str, float]:
     """Stage "sample": decode a grid of prior samples and log it as its own MLflow run."""
     device = resolve_device(cfg.train.device)
     vqvae, _, vqvae_hash = load_frozen_vqvae(_vqvae_checkpoint(cfg), device)
-    prior_path = Path(cfg.train.output_dir) / "prior" / "checkpoints" / "latest.pt"
+    prior_path = stage_checkpoint(cfg.train.output_dir, "prior")
     prior, grid, num_classes = load_prior(prior_path, vqvae, vqvae_hash, device)
     images, _ = sample_images(prior, vqvae, grid, cfg.prior.samples, num_classes, cfg.prior.temperature,
                               cfg.train.seed, device)

@@ -17,7 +17,6 @@ from core.config import QuantizerConfig
 from core.quantize import QuantizerOutput, build_quantizer
 from image.config import ImageModelConfig
 
-
 LIKELIHOODS = ("gaussian", "categorical")
 PIXEL_LEVELS = 256
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.checkpoint import stage_checkpoint
 from core.config import flatten, load_config
 from core.tracking import Tracker, git_commit
 from core.trainer import fit_stage, resolve_device
@@ -28,7 +29,13 @@ from video.data import Episode, FrameDataset, WindowDataset
 from video.envs import action_index
 from video.evaluate import build_windows, evaluate_generation
 from video.media import gif_frames, strip, write_gif
-from video.prior_stage import VideoPriorTrainer, episode_actions, episode_codes, load_frame_vqvae, load_prior
+from video.prior_stage import (
+    VideoPriorTrainer,
+    episode_actions,
+    episode_codes,
+    load_frame_vqvae,
+    load_prior,
+)
 from video.record import load_or_record
 
 STAGES = ("all", "record", "vqvae", "prior", "generate")
@@ -89,11 +96,11 @@ def run_record(cfg: VideoConfig) -> tuple[Splits, dict[str, float]]:
 
 
 def _vqvae_checkpoint(cfg: VideoConfig) -> Path:
-    return Path(cfg.prior.vqvae_checkpoint or Path(cfg.train.output_dir) / "vqvae" / "checkpoints" / "latest.pt")
+    return Path(cfg.prior.vqvae_checkpoint or stage_checkpoint(cfg.train.output_dir, "vqvae"))
 
 
 def _prior_checkpoint(cfg: VideoConfig) -> Path:
-    return Path(cfg.train.output_dir) / "prior" / "checkpoints" / "latest.pt"
+    return stage_checkpoint(cfg.train.output_dir, "prior")
 
 
 def run_vqvae(cfg: VideoConfig, splits: Splits, resume: bool) -> dict[str, float]:
