@@ -176,26 +176,51 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
 
     Args:
         cls: the top-level config dataclass.
-        path: YAML file; ``None`` uses the dataclass defaults.
+        path: YAML file; ``None`` uses the dataclass defaults. A top-level ``base: other.yaml`` entry reads that file
+            (from the same folder) first; the file's own sections override it key by key.
         overrides: ``["quantizer.beta=0.5", ...]``.
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
         ConfigError: for malformed YAML, an unknown key or a wrong type (the message names the dotted key).
     """
-    values: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    values = _read_yaml(Path(path)) if path is not None else {}
     values = apply_overrides(values, overrides or [])
     return _build(cls, values)
+
+
+def _merge(base: dict, top: dict) -> dict:
+    """``top`` over ``base``, section by section (a new dict)."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """The mapping of a YAML config; a top-level ``base: FILE`` (relative to the file's folder) is read first and
+    overridden section by section by the rest of the file.
+
+    Raises:
+        FileNotFoundError: if ``path`` (or a base) does not exist.
+        ConfigError: for malformed YAML, a top level that is not a mapping, or a cycle of bases.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: its base chain comes back to itself")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    base = values.pop("base", None)
+    if base is None:
+        return values
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base must be a file name, got {base!r}")
+    return _merge(_read_yaml(path.parent / base, (*seen, path.resolve())), values)
 
 
 def to_dict(cfg: Any) -> dict:

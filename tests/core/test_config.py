@@ -77,3 +77,17 @@ def test_quantizer_config_builds_the_selected_kind_only():
     with pytest.raises(ConfigError, match="known kinds"):
         QuantizerConfig(kind="rvq").build_kwargs()
     assert TrainConfig().lr == 2e-4
+
+
+def test_a_config_with_a_base_overrides_it_section_by_section(tmp_path):
+    (tmp_path / "default.yaml").write_text("steps: 100\nlabel: y\ninner:\n  rate: 0.25\n  names: [a]\n")
+    (tmp_path / "debug.yaml").write_text("base: default.yaml\nsteps: 2\ninner:\n  names: [b]\n")
+    cfg = load_config(Outer, tmp_path / "debug.yaml", ["flag=true"])
+    assert (cfg.steps, cfg.label, cfg.inner.rate, cfg.inner.names, cfg.flag) == (2, "y", 0.25, ["b"], True)
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="comes back to itself"):
+        load_config(Outer, tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("base: missing.yaml\n")
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        load_config(Outer, tmp_path / "c.yaml")

@@ -17,11 +17,7 @@ from image.experiment import ImageVQVAETrainer
 from image.model import ImageVQVAE
 
 CONFIGS = Path(run.__file__).resolve().parent / "configs"
-FAST = ["data.val_crops=64", "model.hidden_channels=16", "model.residual_channels=8", "quantizer.codebook_size=32",
-        "quantizer.code_dim=8", "quantizer.restart_every=2", "train.batch_size=8", "train.eval_every=3",
-        "train.log_every=1", "train.checkpoint_every=3", "train.device=cpu", "prior.code_items=64",
-        "prior.channels=8", "prior.num_layers=2", "prior.samples=4", "prior.train.steps=4", "prior.train.batch_size=8",
-        "prior.train.eval_every=2", "prior.train.log_every=2"]
+FAST = ["--config", str(Path(run.__file__).resolve().parent / "configs" / "image" / "debug.yaml")]  # the tiny setting
 
 
 def _args(tmp_path, *extra):

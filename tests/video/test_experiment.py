@@ -14,15 +14,7 @@ from video.config import VideoConfig
 from video.prior_stage import build_prior, load_frame_vqvae, load_prior
 
 CONFIGS = Path(run.__file__).resolve().parent / "configs"
-TINY = ["env.frame_size=16", "data.train_episodes=3", "data.val_episodes=2", "data.steps_per_episode=20",
-        "data.val_frames=16", "model.hidden_channels=16", "model.residual_channels=8", "quantizer.codebook_size=16",
-        "quantizer.code_dim=4", "quantizer.restart_every=2", "train.steps=4", "train.batch_size=8",
-        "train.eval_every=2", "train.log_every=1", "train.checkpoint_every=2", "train.device=cpu", "train.threads=1",
-        "prior.context_frames=2", "prior.channels=8", "prior.num_layers=2", "prior.context_channels=8",
-        "prior.context_blocks=1", "prior.code_embedding_dim=4", "prior.action_embedding_dim=4",
-        "prior.eval_windows=3", "prior.eval_stride=4", "prior.val_windows=16", "prior.media_examples=2",
-        "prior.train.steps=4", "prior.train.batch_size=8", "prior.train.eval_every=2", "prior.train.log_every=1",
-        "prior.train.checkpoint_every=2"]
+TINY = ["--config", str(Path(run.__file__).resolve().parent / "configs" / "video" / "debug.yaml")]  # the tiny setting
 
 
 def _args(tmp_path, *extra):
