@@ -21,7 +21,7 @@ from audio.frames import cached_utterance_codes
 from audio.frozen import load_frozen_vqvae, vqvae_checkpoint
 from audio.media import log_audio_comparison
 from core.checkpoint import load_frozen, stage_checkpoint
-from core.config import to_dict
+from core.config import stage_train_config, to_dict
 from core.tracking import Tracker
 from core.trainer import Trainer, num_threads, seed_everything
 from priors.wavenet import build_code_prior
@@ -57,7 +57,7 @@ class AudioPriorTrainer(Trainer):
                                  p.dilation_layers, p.dilation_cycles, p.kernel_size)
         self.val_dataset, self.speakers, self.vqvae_hash = val_ds, speakers, vqvae_hash
         self.codebook_size = codebook_size
-        train_cfg = dataclasses.replace(p.train, output_dir=cfg.train.output_dir)
+        train_cfg = stage_train_config(p.train, cfg.train)
         super().__init__(model, train_ds, train_cfg, cfg.tracking, to_dict(cfg), name="prior")
 
     def extra_params(self) -> dict[str, Any]:

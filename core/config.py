@@ -186,7 +186,37 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
     """
     values = _read_yaml(Path(path)) if path is not None else {}
     values = apply_overrides(values, overrides or [])
-    return _build(cls, values)
+    cfg = _build(cls, values)
+    _check_stage_train_configs(cfg)
+    return cfg
+
+
+# entries of a later stage's TrainConfig that always come from the run's own ``train`` section
+RUN_WIDE_TRAIN_KEYS = ("output_dir", "device")
+
+
+def _check_stage_train_configs(cfg: Any) -> None:
+    """Reject a later stage's ``<section>.train.output_dir`` / ``.device`` set apart from the run's ``train``:
+    every stage writes under the run's folder on the run's device (:func:`stage_train_config`), so such an entry
+    would be ignored."""
+    if not dataclasses.is_dataclass(cfg) or not isinstance(getattr(cfg, "train", None), TrainConfig):
+        return
+    defaults = TrainConfig()
+    for section in dataclasses.fields(cfg):
+        stage = getattr(getattr(cfg, section.name), "train", None)
+        if section.name == "train" or not isinstance(stage, TrainConfig):
+            continue
+        for key in RUN_WIDE_TRAIN_KEYS:
+            value = getattr(stage, key)
+            if value != getattr(defaults, key) and value != getattr(cfg.train, key):
+                raise ConfigError(f"{section.name}.train.{key} cannot differ from train.{key}: every stage runs "
+                                  f"under the run's folder on the run's device; set train.{key} instead")
+
+
+def stage_train_config(stage: TrainConfig, run: TrainConfig) -> TrainConfig:
+    """A later stage's loop settings: its own, with ``output_dir`` and ``device`` of the run's ``train`` section
+    and the run's ``threads`` where the stage sets none."""
+    return dataclasses.replace(stage, output_dir=run.output_dir, device=run.device, threads=stage.threads or run.threads)
 
 
 def _merge(base: dict, top: dict) -> dict:

@@ -11,7 +11,6 @@ codes < g of its own.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from core.checkpoint import read_checkpoint, state_hash
-from core.config import from_dict, to_dict
+from core.config import from_dict, stage_train_config, to_dict
 from core.files import keyed_cache
 from core.trainer import Trainer, seed_everything
 from image.config import ImageConfig
@@ -125,7 +124,7 @@ class ImagePriorTrainer(Trainer):
         seed_everything(pcfg.train.seed)
         prior = GatedPixelCNN(k, channels=pcfg.channels, num_layers=pcfg.num_layers, kernel_size=pcfg.kernel_size,
                               num_classes=self.num_classes)
-        train_cfg = dataclasses.replace(pcfg.train, output_dir=cfg.train.output_dir, device=cfg.train.device)
+        train_cfg = stage_train_config(pcfg.train, cfg.train)
         super().__init__(prior, TensorDataset(train_codes, train_labels), train_cfg, cfg.tracking, to_dict(cfg),
                          name="prior")
 

@@ -6,7 +6,6 @@ codebooks per latent, as in :mod:`image.prior_stage`), K codebook size.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from core.checkpoint import load_frozen, read_checkpoint
-from core.config import QuantizerConfig, from_dict, to_dict
+from core.config import QuantizerConfig, from_dict, stage_train_config, to_dict
 from core.trainer import Trainer, seed_everything
 from image.config import ImageModelConfig
 from image.model import ImageVQVAE
@@ -88,8 +87,7 @@ class VideoPriorTrainer(Trainer):
         self.grid = tuple(train_windows[0][2].shape)  # (h, w·G)
         seed_everything(cfg.prior.train.seed)
         prior = build_prior(cfg, vqvae.quantizer.codebook_size, len(action_names))
-        train_cfg = dataclasses.replace(cfg.prior.train, output_dir=cfg.train.output_dir, device=cfg.train.device,
-                                        threads=cfg.prior.train.threads or cfg.train.threads)
+        train_cfg = stage_train_config(cfg.prior.train, cfg.train)
         super().__init__(prior, train_windows, train_cfg, cfg.tracking, to_dict(cfg), name="prior")
 
     def checkpoint_extra(self) -> dict[str, Any]:

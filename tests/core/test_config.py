@@ -4,8 +4,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from core.config import ConfigError, QuantizerConfig, TrainConfig, apply_overrides, flatten, from_dict, load_config, \
-    to_dict
+from core.config import (ConfigError, QuantizerConfig, TrainConfig, apply_overrides, flatten, from_dict, load_config,
+                         stage_train_config, to_dict)
 
 
 @dataclass
@@ -91,3 +91,25 @@ def test_a_config_with_a_base_overrides_it_section_by_section(tmp_path):
     (tmp_path / "c.yaml").write_text("base: missing.yaml\n")
     with pytest.raises(FileNotFoundError, match="missing.yaml"):
         load_config(Outer, tmp_path / "c.yaml")
+
+
+@dataclass
+class _Stage:
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=7))
+
+
+@dataclass
+class _Run:
+    train: TrainConfig = field(default_factory=TrainConfig)
+    prior: _Stage = field(default_factory=_Stage)
+
+
+def test_a_later_stage_takes_folder_and_device_from_the_run_and_rejects_its_own():
+    cfg = load_config(_Run, None, ["train.output_dir=out/x", "train.device=cpu", "train.threads=2"])
+    stage = stage_train_config(cfg.prior.train, cfg.train)
+    assert (stage.steps, stage.output_dir, stage.device, stage.threads) == (7, "out/x", "cpu", 2)
+    load_config(_Run, None, ["train.device=cpu", "prior.train.device=cpu"])  # the same value is no conflict
+    with pytest.raises(ConfigError, match="prior.train.output_dir cannot differ from train.output_dir"):
+        load_config(_Run, None, ["prior.train.output_dir=elsewhere"])
+    with pytest.raises(ConfigError, match="prior.train.device cannot differ from train.device"):
+        load_config(_Run, None, ["train.device=cpu", "prior.train.device=cuda"])
