@@ -26,7 +26,6 @@ length, an approximation that DTW absorbs when the voices' speaking rates are si
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from pathlib import Path
 
@@ -43,7 +42,7 @@ from audio.phones import frame_labels
 from audio.probe_stage import load_mapping, run_probe
 from audio.scores import mel_cepstral_distortion
 from audio.speaker_scorer import SpeakerScorer
-from core.tracking import Tracker
+from core.tracking import stage_tracker
 
 SCORER_UTTERANCES = 60  # training utterances per speaker for the speaker scorer (each also in 3 renderings)
 VALIDATION_UTTERANCES = 20  # held-out utterances per speaker to validate the scorer on
@@ -206,11 +205,8 @@ def _phone_scores(cfg, model, splits, device, digest, sources, src_codes, conver
 def _log(cfg, digest, metrics, pairs: dict[str, tuple[dict[str, torch.Tensor], list[str]]], speakers) -> None:
     """An MLflow run "convert": params, the scores, and per conversion pair the source, the conversion and the
     target voice's own rendering of the sentence as wav files with their log-mel spectrograms side by side."""
-    tracker = Tracker(dataclasses.replace(cfg.tracking, run_name=(cfg.tracking.run_name or "audio") + "-convert"))
-    tracker.log_params({"stage": "convert", "derived.vqvae": digest, "derived.speakers": ",".join(speakers),
-                        "eval.convert_utterances": cfg.eval.convert_utterances,
-                        "eval.convert_max_seconds": cfg.eval.convert_max_seconds,
-                        "eval.temperature": cfg.eval.temperature})
+    tracker = stage_tracker(cfg.tracking, "convert", cfg, {"derived.vqvae_hash": digest,
+                                                           "derived.speakers": ",".join(speakers)})
     tracker.log_metrics(metrics, 0)
     for name, (waves, labels) in pairs.items():
         log_audio_comparison(tracker, waves, cfg.data.sample_rate, f"conversions/{name}", name.replace("_", " "),

@@ -6,7 +6,6 @@ Axis legend: U utterances, N code frames, B batch, S speakers, K codebook size, 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from audio.frozen import load_frozen_vqvae, vqvae_checkpoint
 from audio.media import log_audio_comparison
 from core.checkpoint import load_frozen, stage_checkpoint
 from core.config import stage_train_config, to_dict
-from core.tracking import Tracker
+from core.tracking import stage_tracker
 from core.trainer import Trainer, num_threads, seed_everything
 from priors.wavenet import build_code_prior
 
@@ -127,9 +126,8 @@ def run_sample(cfg: AudioConfig, splits: AudioSplits, device: torch.device) -> d
         codes = prior.generate(num_codes, global_ids=ids, temperature=p.temperature, generator=gen)  # [B, N]
     with generation_threads(vqvae):
         waves = vqvae.decode(codes, ids, temperature=cfg.eval.temperature, generator=gen).cpu()  # [B, T]
-    tracker = Tracker(dataclasses.replace(cfg.tracking, run_name=(cfg.tracking.run_name or "audio") + "-sample"))
-    tracker.log_params({"stage": "sample", "derived.vqvae_hash": digest, "prior.temperature": p.temperature,
-                        "prior.sample_seconds": p.sample_seconds, "prior_checkpoint": str(prior_path)})
+    tracker = stage_tracker(cfg.tracking, "sample", cfg, {"derived.vqvae_hash": digest,
+                                                          "derived.prior_checkpoint": str(prior_path)})
     names = [f"{speakers[int(s)]}_{i % p.samples_per_speaker}" for i, s in enumerate(ids)]
     log_audio_comparison(tracker, dict(zip(names, waves)), cfg.data.sample_rate, "samples",
                          "speech generated from prior samples of the codes")

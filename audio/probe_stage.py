@@ -6,7 +6,6 @@ Axis legend: N code frames, K codebook size, P phone labels.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from audio.frames import cached_utterance_codes, phone_labels, utterance_z_e
 from audio.phones import PHONES
 from audio.probe import probe_codes
 from core.files import read_keyed, save_keyed
-from core.tracking import Tracker
+from core.tracking import stage_tracker
 
 LINEAR_PROBE_UTTERANCES = 300  # per split: z_e of this many utterances feed the logistic regression
 
@@ -71,8 +70,8 @@ def run_probe(cfg: AudioConfig, model, splits: AudioSplits, device: torch.device
           f"({result.ratio:.2f}×), linear probe on z_e {result.linear_accuracy:.1%}; "
           f"{result.frames_train} training / {result.frames_val} held-out frames")
     if log:
-        tracker = Tracker(dataclasses.replace(cfg.tracking, run_name=(cfg.tracking.run_name or "audio") + "-probe"))
-        tracker.log_params({"stage": "probe", "derived.vqvae": vqvae_key, "eval.probe_utterances": len(train_utts)})
+        tracker = stage_tracker(cfg.tracking, "probe", cfg, {"derived.vqvae_hash": vqvae_key,
+                                                             "derived.probe_utterances": len(train_utts)})
         tracker.log_metrics({f"val/{k}": v for k, v in metrics.items()}, 0)
         tracker.end()
     return metrics

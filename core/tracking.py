@@ -9,6 +9,7 @@ Metric keys are ``split/name`` (``train/recon_loss``, ``val/psnr``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import time
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from core import distributed
-from core.config import TrackingConfig
+from core.config import TrackingConfig, flatten
 
 _MAX_PARAM_CHARS = 6000
 
@@ -127,3 +128,19 @@ class Tracker:
             return f"open {self.uri}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
         return (f"mlflow ui --backend-store-uri {self.uri} --port 5000   "
                 f"# then open http://127.0.0.1:5000/#/experiments/{self.experiment_id}/runs/{self.run_id}")
+
+
+def stage_run_name(tracking_cfg: TrackingConfig, stage: str) -> str:
+    """The MLflow run name of a stage: ``<tracking.run_name or a timestamp>-<stage>``, the same for every domain."""
+    return f"{tracking_cfg.run_name or time.strftime('%Y%m%d-%H%M%S')}-{stage}"
+
+
+def stage_tracker(tracking_cfg: TrackingConfig, stage: str, config: Any, params: dict[str, Any] | None = None) -> Tracker:
+    """The MLflow run of a stage that does not train (sampling, conversion, probing, generation).
+
+    It is named by :func:`stage_run_name` and logs, as every training stage does, the resolved config flattened to
+    dotted keys, the git commit and the stage name, plus ``params`` (the stage's derived values).
+    """
+    tracker = Tracker(dataclasses.replace(tracking_cfg, run_name=stage_run_name(tracking_cfg, stage)))
+    tracker.log_params({**flatten(config), "stage": stage, "git_commit": git_commit(), **(params or {})})
+    return tracker

@@ -31,7 +31,7 @@ from core.checkpoint import load_checkpoint, save_checkpoint, stage_checkpoint
 from core.config import TrackingConfig, TrainConfig, flatten
 from core.data import step_loader
 from core.quantize import NonFiniteInputError
-from core.tracking import Tracker, git_commit
+from core.tracking import Tracker, git_commit, stage_run_name
 
 
 class NonFiniteLossError(RuntimeError):
@@ -220,9 +220,7 @@ class Trainer:
             payload = load_checkpoint(self.checkpoint_path, self.model, self.optimizer)
             self.step = int(payload["step"])
             run_id = payload.get("mlflow_run_id")
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_name = f"{self.tracking_cfg.run_name or stamp}-{self.name}"
-        tracking = dataclasses.replace(self.tracking_cfg, run_name=run_name)
+        tracking = dataclasses.replace(self.tracking_cfg, run_name=stage_run_name(self.tracking_cfg, self.name))
         self.tracker = Tracker(tracking, run_id=run_id) if distributed.is_main_process() else None
         if self.tracker and not resume:
             params = flatten(self.config)

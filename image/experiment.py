@@ -6,7 +6,6 @@ lands in :func:`main`.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import torch
 
 from core.checkpoint import stage_checkpoint
 from core.config import load_config, to_dict
-from core.tracking import Tracker
+from core.tracking import stage_tracker
 from core.trainer import (
     Trainer,
     fit_stage,
@@ -152,9 +151,8 @@ def run_sample(cfg: ImageConfig) -> dict[str, float]:
     prior, grid, num_classes = load_prior(prior_path, vqvae, vqvae_hash, device)
     images, _ = sample_images(prior, vqvae, grid, cfg.prior.samples, num_classes, cfg.prior.temperature,
                               cfg.train.seed, device)
-    tracker = Tracker(dataclasses.replace(cfg.tracking, run_name=cfg.tracking.run_name or "sample"))
-    tracker.log_params({"stage": "sample", "derived.vqvae_hash": vqvae_hash, "prior.temperature": cfg.prior.temperature,
-                        "prior.samples": cfg.prior.samples, "prior_checkpoint": str(prior_path)})
+    tracker = stage_tracker(cfg.tracking, "sample", cfg, {"derived.vqvae_hash": vqvae_hash,
+                                                          "derived.prior_checkpoint": str(prior_path)})
     tracker.log_image(sample_grid(images), "samples/samples.png")
     tracker.end()
     print(f"\nsampled {len(images)} images; MLflow UI: {tracker.ui_command()}")

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from core.checkpoint import stage_checkpoint
-from core.config import flatten, load_config
-from core.tracking import Tracker, git_commit
+from core.config import load_config
+from core.tracking import stage_tracker
 from core.trainer import fit_stage, resolve_device
 from image.data import data_variance
 from image.experiment import ImageVQVAETrainer
@@ -187,11 +187,9 @@ def run_generate(cfg: VideoConfig, splits: Splits) -> dict[str, float]:
                                         p.train.seed)
     recon_psnr = _vqvae_psnr(vqvae, FrameDataset(splits.val, max_items=cfg.data.val_frames), device)
 
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    tracker = Tracker(dataclasses.replace(cfg.tracking, run_name=f"{cfg.tracking.run_name or stamp}-generate"))
-    tracker.log_params({**flatten(cfg), "stage": "generate", "git_commit": git_commit(),
-                        "derived.vqvae_hash": vqvae_hash, "derived.prior_checkpoint": str(_prior_checkpoint(cfg)),
-                        "derived.eval_windows": len(windows.starts), "derived.action_names": splits.action_names})
+    tracker = stage_tracker(cfg.tracking, "generate", cfg, {
+        "derived.vqvae_hash": vqvae_hash, "derived.prior_checkpoint": str(_prior_checkpoint(cfg)),
+        "derived.eval_windows": len(windows.starts), "derived.action_names": splits.action_names})
     for step in range(p.generated_frames):
         tracker.log_metrics({f"eval/{name}": float(values[step]) for name, values in curves.items()}, step + 1)
     means = {f"eval/{name}_mean": float(values.mean()) for name, values in curves.items()}

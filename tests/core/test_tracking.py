@@ -1,10 +1,18 @@
 """The MLflow wrapper: URI resolution, a run's params, metrics and artifacts, resuming a run."""
 
+from dataclasses import dataclass, field
+
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from core.config import TrackingConfig
-from core.tracking import Tracker, resolve_tracking_uri
+from core.config import TrackingConfig, TrainConfig
+from core.tracking import Tracker, git_commit, resolve_tracking_uri, stage_run_name, stage_tracker
+
+
+@dataclass
+class ExampleConfig:
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
 def test_tracking_uri_precedence(tmp_path, monkeypatch):
@@ -45,3 +53,16 @@ def test_disabled_tracker_logs_nothing(tmp_path):
     tracker.log_metrics({"a": 1.0}, 0)
     tracker.end()
     assert tracker.run_id is None and not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_stage_tracker_logs_the_config_commit_and_stage_like_a_training_stage(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking = TrackingConfig(tracking_uri=uri, experiment_name="t", run_name="run7")
+    config = ExampleConfig(train=TrainConfig(steps=9), tracking=tracking)
+    tracker = stage_tracker(tracking, "sample", config, {"derived.vqvae_hash": "abc"})
+    tracker.end()
+    run = MlflowClient(tracking_uri=uri).get_run(tracker.run_id)
+    assert run.info.run_name == "run7-sample" == stage_run_name(tracking, "sample")
+    params = run.data.params
+    assert params["train.steps"] == "9" and params["stage"] == "sample" and params["derived.vqvae_hash"] == "abc"
+    assert params["git_commit"] == git_commit()
