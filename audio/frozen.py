@@ -8,13 +8,13 @@ import torch
 
 from audio.config import AudioConfig
 from audio.model import AudioVQVAE
-from core.checkpoint import load_frozen, stage_checkpoint
+from core.checkpoint import earlier_stage_checkpoint, load_frozen
 from core.config import from_dict
 
 
 def vqvae_checkpoint(cfg: AudioConfig) -> Path:
     """The VQ-VAE checkpoint the later stages use: ``prior.vqvae_checkpoint``, else this run's own."""
-    return Path(cfg.prior.vqvae_checkpoint or stage_checkpoint(cfg.train.output_dir, "vqvae"))
+    return earlier_stage_checkpoint(cfg.prior.vqvae_checkpoint, cfg.train.output_dir)
 
 
 def load_frozen_vqvae(path: str | Path, device: torch.device) -> tuple[AudioVQVAE, AudioConfig, list[str], str]:

@@ -25,6 +25,12 @@ def stage_checkpoint(output_dir: str | Path, stage: str) -> Path:
     return Path(output_dir) / stage / "checkpoints" / LATEST
 
 
+def earlier_stage_checkpoint(configured: str, output_dir: str | Path, stage: str = "vqvae") -> Path:
+    """The checkpoint a later stage builds on: ``configured`` (e.g. ``prior.vqvae_checkpoint``) when set, else
+    this run's own :func:`stage_checkpoint` of ``stage``."""
+    return Path(configured) if configured else stage_checkpoint(output_dir, stage)
+
+
 def rng_state() -> dict[str, Any]:
     """Current states of every random number generator a run uses."""
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from core.checkpoint import stage_checkpoint
+from core.checkpoint import earlier_stage_checkpoint, stage_checkpoint
 from core.config import load_config, to_dict
 from core.tracking import stage_tracker
 from core.trainer import (
@@ -125,7 +125,7 @@ def run_vqvae(cfg: ImageConfig, train_ds, val_ds, resume: bool) -> dict[str, flo
 
 
 def _vqvae_checkpoint(cfg: ImageConfig) -> Path:
-    return Path(cfg.prior.vqvae_checkpoint or stage_checkpoint(cfg.train.output_dir, "vqvae"))
+    return earlier_stage_checkpoint(cfg.prior.vqvae_checkpoint, cfg.train.output_dir)
 
 
 def run_prior(cfg: ImageConfig, train_ds, val_ds, resume: bool) -> dict[str, float]:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from core.checkpoint import read_checkpoint, state_hash
+from core.checkpoint import load_frozen, read_checkpoint
 from core.config import from_dict, stage_train_config, to_dict
 from core.files import keyed_cache
 from core.trainer import Trainer, seed_everything
@@ -38,12 +38,12 @@ def load_frozen_vqvae(path: str | Path, device: torch.device) -> tuple[ImageVQVA
     Raises:
         FileNotFoundError / ValueError: for a missing or foreign checkpoint.
     """
-    payload = read_checkpoint(path)
-    cfg = from_dict(ImageConfig, payload["config"])
-    model = ImageVQVAE(cfg.model, cfg.quantizer)
-    model.load_state_dict(payload["model"], strict=True)
-    model.to(device).eval().requires_grad_(False)
-    return model, cfg, state_hash(model)
+    def build(payload: dict) -> ImageVQVAE:
+        cfg = from_dict(ImageConfig, payload["config"])
+        return ImageVQVAE(cfg.model, cfg.quantizer)
+
+    model, payload, weights_hash = load_frozen(path, build, device)
+    return model, from_dict(ImageConfig, payload["config"]), weights_hash
 
 
 def to_prior_grid(codes: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.checkpoint import stage_checkpoint
+from core.checkpoint import earlier_stage_checkpoint, stage_checkpoint
 from core.config import load_config
 from core.tracking import stage_tracker
 from core.trainer import fit_stage, resolve_device
@@ -96,7 +96,7 @@ def run_record(cfg: VideoConfig) -> tuple[Splits, dict[str, float]]:
 
 
 def _vqvae_checkpoint(cfg: VideoConfig) -> Path:
-    return Path(cfg.prior.vqvae_checkpoint or stage_checkpoint(cfg.train.output_dir, "vqvae"))
+    return earlier_stage_checkpoint(cfg.prior.vqvae_checkpoint, cfg.train.output_dir)
 
 
 def _prior_checkpoint(cfg: VideoConfig) -> Path:
