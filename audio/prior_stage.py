@@ -19,7 +19,7 @@ from audio.datasets import AudioSplits, SequenceCrops
 from audio.frames import cached_utterance_codes
 from audio.frozen import load_frozen_vqvae, vqvae_checkpoint
 from audio.media import log_audio_comparison
-from core.checkpoint import load_frozen, stage_checkpoint
+from core.checkpoint import check_fits, load_frozen, stage_checkpoint
 from core.config import stage_train_config, to_dict
 from core.tracking import stage_tracker
 from core.trainer import Trainer, num_threads, seed_everything
@@ -102,9 +102,7 @@ def load_prior(path: Path, codebook_size: int, speakers: list[str], vqvae_hash: 
     p = cfg.prior
 
     def build(payload):
-        for key, want in (("codebook_size", codebook_size), ("speakers", speakers), ("vqvae_hash", vqvae_hash)):
-            if payload.get(key) != want:
-                raise ValueError(f"the prior's {key} ({payload.get(key)}) differs from the VQ-VAE's ({want})")
+        check_fits(payload, {"codebook_size": codebook_size, "speakers": speakers, "vqvae_hash": vqvae_hash})
         return build_code_prior(codebook_size, len(speakers), p.residual_channels, p.skip_channels,
                                 p.dilation_layers, p.dilation_cycles, p.kernel_size)
 

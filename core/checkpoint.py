@@ -25,6 +25,21 @@ def stage_checkpoint(output_dir: str | Path, stage: str) -> Path:
     return Path(output_dir) / stage / "checkpoints" / LATEST
 
 
+def check_fits(payload: dict[str, Any], expected: dict[str, Any], what: str = "prior") -> None:
+    """Refuse a checkpoint fitted to something else: every ``expected[key]`` must equal ``payload[key]`` (lists and
+    tuples compare alike), e.g. the codebook size, the VQ-VAE's weight hash, the speakers or the latent grid.
+
+    Raises:
+        ValueError: naming the first key that differs, with both values.
+    """
+    def plain(value: Any) -> Any:
+        return tuple(plain(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+    for key, want in expected.items():
+        if plain(payload.get(key)) != plain(want):
+            raise ValueError(f"the {what}'s {key} ({payload.get(key)}) differs from the one it is used with ({want})")
+
+
 def earlier_stage_checkpoint(configured: str, output_dir: str | Path, stage: str = "vqvae") -> Path:
     """The checkpoint a later stage builds on: ``configured`` (e.g. ``prior.vqvae_checkpoint``) when set, else
     this run's own :func:`stage_checkpoint` of ``stage``."""

@@ -33,7 +33,6 @@ from image.model import ImageVQVAE
 from image.photos import debian_photos
 from image.prior_stage import (
     ImagePriorTrainer,
-    cached_codes,
     fit_pixel_sigma,
     load_frozen_vqvae,
     load_prior,
@@ -41,6 +40,7 @@ from image.prior_stage import (
 )
 from image.reconstruct import reconstruct_files, reconstruct_tiled, side_by_side
 from image.scoring import score_reconstructions
+from priors.codes import cached_codes
 
 GRID_IMAGES = 16
 

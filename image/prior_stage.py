@@ -18,16 +18,14 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from core.checkpoint import load_frozen, read_checkpoint
+from core.checkpoint import check_fits, load_frozen, read_checkpoint
 from core.config import from_dict, stage_train_config, to_dict
-from core.files import keyed_cache
 from core.trainer import Trainer, seed_everything
 from image.config import ImageConfig
 from image.media import sample_grid
 from image.model import ImageVQVAE
+from priors.codes import EXTRACT_BATCH, from_prior_grid
 from priors.pixelcnn import GatedPixelCNN
-
-EXTRACT_BATCH = 256
 
 
 def load_frozen_vqvae(path: str | Path, device: torch.device) -> tuple[ImageVQVAE, ImageConfig, str]:
@@ -46,40 +44,6 @@ def load_frozen_vqvae(path: str | Path, device: torch.device) -> tuple[ImageVQVA
     return model, from_dict(ImageConfig, payload["config"]), weights_hash
 
 
-def to_prior_grid(codes: torch.Tensor) -> torch.Tensor:
-    """``[N, h, w]`` or ``[N, h, w, G]`` code indices → the prior's ``[N, h, w·G]`` grid."""
-    return codes if codes.dim() == 3 else codes.flatten(2)  # [N, h, w*G]
-
-
-def from_prior_grid(grid: torch.Tensor, num_codebooks: int) -> torch.Tensor:
-    """Inverse of :func:`to_prior_grid`."""
-    return grid if num_codebooks == 1 else grid.unflatten(2, (-1, num_codebooks))  # [N, h, w, G]
-
-
-@torch.no_grad()
-def extract_codes(vqvae: ImageVQVAE, dataset, count: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Codes and labels of the first ``count`` items of ``dataset`` (all of it if smaller).
-
-    Returns:
-        ``codes`` ``[N, h, w·G]`` long (the prior's grid) and ``labels`` ``[N]`` long (−1 where unlabelled).
-    """
-    n = min(count, len(dataset)) if count > 0 else len(dataset)
-    codes, labels = [], []
-    for x, y in DataLoader(Subset(dataset, range(n)), batch_size=EXTRACT_BATCH):
-        codes.append(to_prior_grid(vqvae.encode(x.to(device))).cpu())
-        labels.append(torch.as_tensor(y).long())
-    return torch.cat(codes), torch.cat(labels)
-
-
-def cached_codes(path: Path, vqvae: ImageVQVAE, vqvae_hash: str, dataset, count: int, device: torch.device,
-                 data_key: str = "") -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`extract_codes`, cached in ``path`` and reused only for the same VQ-VAE weights, item count and data
-    (``data_key``, e.g. the data config)."""
-    key = {"vqvae_hash": vqvae_hash, "count": count, "data": data_key}
-    codes, labels = keyed_cache(path, key, lambda: extract_codes(vqvae, dataset, count, device))
-    return codes, labels
-
-
 @torch.no_grad()
 def fit_pixel_sigma(vqvae: ImageVQVAE, dataset, count: int, device: torch.device) -> float:
     """Maximum-likelihood σ of the Gaussian decoder, ``sqrt(MSE)`` on ``count`` *training* items; stored in the
@@ -92,18 +56,6 @@ def fit_pixel_sigma(vqvae: ImageVQVAE, dataset, count: int, device: torch.device
     sigma = math.sqrt(max(total / max(n, 1), 1e-12))
     vqvae.pixel_log_sigma.fill_(math.log(sigma))
     return sigma
-
-
-def check_prior_matches(payload: dict[str, Any], vqvae: ImageVQVAE, vqvae_hash: str) -> None:
-    """Refuse a prior whose vocabulary or latent grid differs from the VQ-VAE's (ValueError); a different weight
-    hash is also refused, since the prior was fitted to other codes."""
-    k = vqvae.quantizer.codebook_size
-    if payload.get("codebook_size") != k:
-        raise ValueError(f"the prior's vocabulary ({payload.get('codebook_size')} codes) differs from the VQ-VAE's "
-                         f"codebook size ({k})")
-    if payload.get("vqvae_hash") != vqvae_hash:
-        raise ValueError(f"the prior was fitted to VQ-VAE weights {payload.get('vqvae_hash')}, "
-                         f"not to these ({vqvae_hash})")
 
 
 class ImagePriorTrainer(Trainer):
@@ -205,12 +157,12 @@ def sample_images(prior: GatedPixelCNN, vqvae: ImageVQVAE, grid: tuple[int, int]
 
 
 def load_prior(path: str | Path, vqvae: ImageVQVAE, vqvae_hash: str, device: torch.device):
-    """The prior of a checkpoint, checked against the VQ-VAE it will decode with (see :func:`check_prior_matches`).
+    """The prior of a checkpoint, checked against the VQ-VAE it will decode with (:func:`core.checkpoint.check_fits`: codebook size and weight hash).
 
     Returns ``(prior in eval mode, its grid (h, w·G), its number of classes)``.
     """
     payload = read_checkpoint(path)
-    check_prior_matches(payload, vqvae, vqvae_hash)
+    check_fits(payload, {"codebook_size": vqvae.quantizer.codebook_size, "vqvae_hash": vqvae_hash})
     cfg = from_dict(ImageConfig, payload["config"]).prior
     prior = GatedPixelCNN(payload["codebook_size"], channels=cfg.channels, num_layers=cfg.num_layers,
                           kernel_size=cfg.kernel_size, num_classes=payload["num_classes"])
@@ -218,6 +170,4 @@ def load_prior(path: str | Path, vqvae: ImageVQVAE, vqvae_hash: str, device: tor
     return prior.to(device).eval(), tuple(payload["grid"]), payload["num_classes"]
 
 
-__all__ = ["ImagePriorTrainer", "cached_codes", "check_prior_matches", "extract_codes", "fit_pixel_sigma",
-           "from_prior_grid", "load_frozen_vqvae", "load_prior", "sample_images",
-           "to_prior_grid"]
+__all__ = ["ImagePriorTrainer", "fit_pixel_sigma", "load_frozen_vqvae", "load_prior", "sample_images"]

@@ -26,7 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from priors.sampling import check_temperature, gumbel_noise, gumbel_pick, naive_raster_sample
+from priors.sampling import (
+    check_temperature,
+    gumbel_noise,
+    gumbel_pick,
+    naive_raster_sample,
+)
 
 
 def gate(x: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from priors.sampling import check_temperature, gumbel_noise, gumbel_pick, naive_raster_sample
+from priors.sampling import (
+    check_temperature,
+    gumbel_noise,
+    gumbel_pick,
+    naive_raster_sample,
+)
 
 NOISE_BLOCK = 64  # steps of Gumbel noise drawn at a time when none is given: bounded memory, cache-sized blocks
 METHODS = ("incremental", "naive")

@@ -26,8 +26,8 @@ import torch
 from skimage.metrics import structural_similarity
 
 from image.model import ImageVQVAE
-from image.prior_stage import from_prior_grid
 from priors.action_pixelcnn import ActionConditionalPixelCNN
+from priors.codes import from_prior_grid
 from video.config import VideoEnvConfig
 from video.data import Episode, evaluation_windows
 from video.envs import make_env

@@ -13,13 +13,13 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from core.checkpoint import load_frozen, read_checkpoint
+from core.checkpoint import check_fits, load_frozen, read_checkpoint
 from core.config import QuantizerConfig, from_dict, stage_train_config, to_dict
 from core.trainer import Trainer, seed_everything
 from image.config import ImageModelConfig
 from image.model import ImageVQVAE
-from image.prior_stage import cached_codes, check_prior_matches
 from priors.action_pixelcnn import ActionConditionalPixelCNN
+from priors.codes import cached_codes
 from video.config import VideoConfig
 from video.data import Episode, FrameDataset, WindowDataset, split_by_episode
 
@@ -125,7 +125,7 @@ class VideoPriorTrainer(Trainer):
 def load_prior(path: str | Path, vqvae: ImageVQVAE, vqvae_hash: str, grid: tuple[int, ...],
                device: torch.device) -> tuple[ActionConditionalPixelCNN, dict[str, Any]]:
     """The prior of a checkpoint, refused (ValueError) unless it was fitted to this VQ-VAE's codes (same codebook
-    size and weights, see :func:`image.prior_stage.check_prior_matches`) on the latent grid ``grid`` (h, w·G) of
+    size and weights, :func:`core.checkpoint.check_fits`) on the latent grid ``grid`` (h, w·G) of
     the frames it will continue.
 
     Returns:
@@ -133,9 +133,7 @@ def load_prior(path: str | Path, vqvae: ImageVQVAE, vqvae_hash: str, grid: tuple
         ``context_frames``.
     """
     payload = read_checkpoint(path)
-    check_prior_matches(payload, vqvae, vqvae_hash)
-    if tuple(payload["grid"]) != tuple(grid):
-        raise ValueError(f"the prior was fitted on latent grids {tuple(payload['grid'])}, these frames give {grid}")
+    check_fits(payload, {"codebook_size": vqvae.quantizer.codebook_size, "vqvae_hash": vqvae_hash, "grid": grid})
     cfg = from_dict(VideoConfig, payload["config"])
     prior = build_prior(cfg, payload["codebook_size"], len(payload["action_names"]))
     prior.load_state_dict(payload["model"], strict=True)

@@ -1,12 +1,12 @@
 """The paper's image VQ-VAE: shapes in both settings, encode/decode consistency, residual blocks, errors."""
 
+import math
+
 import pytest
 import torch
 
 from core.config import QuantizerConfig
 from image.config import ImageModelConfig
-import math
-
 from image.model import ImageVQVAE, ResidualBlock, discretized_gaussian_nll, to_levels
 
 

@@ -5,7 +5,13 @@ import pytest
 from PIL import Image
 
 from image.data import EMBEDDED_HELD_OUT, EMBEDDED_TWINS, embedded_images
-from image.photos import DEBIAN_PHOTOS, PHOTO_SHORT_SIDE, debian_photos, install_hint, resize_short_side
+from image.photos import (
+    DEBIAN_PHOTOS,
+    PHOTO_SHORT_SIDE,
+    debian_photos,
+    install_hint,
+    resize_short_side,
+)
 
 
 def _fake_root(tmp_path, which, size=(1000, 600)):

@@ -5,11 +5,13 @@ import math
 import pytest
 import torch
 
+from core.checkpoint import check_fits
 from core.config import QuantizerConfig
 from image.config import ImageConfig, ImageModelConfig
 from image.data import TensorImages
 from image.model import ImageVQVAE
-from image.prior_stage import ImagePriorTrainer, check_prior_matches, extract_codes, from_prior_grid, to_prior_grid
+from image.prior_stage import ImagePriorTrainer
+from priors.codes import extract_codes, from_prior_grid, to_prior_grid
 
 
 def _vqvae(k=16, likelihood="categorical", num_codebooks=1):
@@ -19,12 +21,12 @@ def _vqvae(k=16, likelihood="categorical", num_codebooks=1):
 
 
 def test_prior_refuses_a_vqvae_with_another_codebook_size_or_other_weights():
-    vqvae = _vqvae(k=16)
-    check_prior_matches({"codebook_size": 16, "vqvae_hash": "abc"}, vqvae, "abc")
-    with pytest.raises(ValueError, match="vocabulary.*16 codes.*codebook size \\(32\\)"):
-        check_prior_matches({"codebook_size": 16, "vqvae_hash": "abc"}, _vqvae(k=32), "abc")
-    with pytest.raises(ValueError, match="fitted to VQ-VAE weights"):
-        check_prior_matches({"codebook_size": 16, "vqvae_hash": "abc"}, vqvae, "def")
+    payload = {"codebook_size": 16, "vqvae_hash": "abc", "grid": [8, 16]}
+    check_fits(payload, {"codebook_size": 16, "vqvae_hash": "abc", "grid": (8, 16)})  # lists and tuples alike
+    with pytest.raises(ValueError, match="prior's codebook_size \\(16\\) differs .* \\(32\\)"):
+        check_fits(payload, {"codebook_size": 32, "vqvae_hash": "abc"})
+    with pytest.raises(ValueError, match="prior's vqvae_hash \\(abc\\) differs .* \\(def\\)"):
+        check_fits(payload, {"codebook_size": 16, "vqvae_hash": "def"})
 
 
 def test_code_grids_put_the_codebooks_of_a_position_side_by_side():
@@ -65,7 +67,7 @@ def test_bits_per_dim_equals_the_hand_computation_for_uniform_models():
 
 
 def test_code_cache_is_reused_only_for_the_same_weights_and_data(tmp_path, monkeypatch):
-    import image.prior_stage as stage
+    import priors.codes as stage
 
     vqvae = _vqvae()
     data = TensorImages(torch.rand(4, 3, 8, 8))

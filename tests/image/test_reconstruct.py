@@ -10,7 +10,13 @@ from core.metrics import psnr_of_mse
 from image.config import ImageModelConfig
 from image.media import labelled_grid, sample_grid
 from image.model import ImageVQVAE
-from image.reconstruct import image_files, read_rgb, reconstruct_files, reconstruct_tiled, side_by_side
+from image.reconstruct import (
+    image_files,
+    read_rgb,
+    reconstruct_files,
+    reconstruct_tiled,
+    side_by_side,
+)
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from video.data import (Episode, FrameDataset, WindowDataset, evaluation_windows, load_split, save_episode,
-                        split_by_episode, write_manifest)
+from video.data import (
+    Episode,
+    FrameDataset,
+    WindowDataset,
+    evaluation_windows,
+    load_split,
+    save_episode,
+    split_by_episode,
+    write_manifest,
+)
 
 
 def _episode(t=5, size=8, seed=3, value=0):

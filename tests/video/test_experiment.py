@@ -73,9 +73,9 @@ def test_fast_config_runs_end_to_end_into_tmp_path(tmp_path):
 
     # the prior refuses a VQ-VAE of other weights or another latent grid
     vqvae, vqvae_hash = load_frame_vqvae(out / "vqvae" / "checkpoints" / "latest.pt", torch.device("cpu"))
-    with pytest.raises(ValueError, match="fitted to VQ-VAE weights"):
+    with pytest.raises(ValueError, match="prior's vqvae_hash"):
         load_prior(out / "prior" / "checkpoints" / "latest.pt", vqvae, "other", (4, 4), torch.device("cpu"))
-    with pytest.raises(ValueError, match="latent grids"):
+    with pytest.raises(ValueError, match="prior's grid"):
         load_prior(out / "prior" / "checkpoints" / "latest.pt", vqvae, vqvae_hash, (8, 8), torch.device("cpu"))
 
 
