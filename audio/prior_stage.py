@@ -46,7 +46,8 @@ class CodeWindows(SequenceCrops):
 
 
 class AudioPriorTrainer(Trainer):
-    """Stage "prior": fits the code prior; logs ``train/loss`` (nats per code) and ``val/nll`` in bits per code."""
+    """Stage "prior": fits the code prior; logs ``train/loss`` (nats per code), ``train/nll_bits_per_code`` and
+    ``val/nll_bits_per_code`` (the name the image and video priors use for the same quantity)."""
 
     def __init__(self, cfg: AudioConfig, train_ds: CodeWindows, val_ds: CodeWindows, codebook_size: int,
                  speakers: list[str], vqvae_hash: str):
@@ -67,7 +68,8 @@ class AudioPriorTrainer(Trainer):
 
     def compute_loss(self, batch) -> dict[str, torch.Tensor]:
         codes, speaker = batch
-        return {"loss": self.model.loss(codes, global_ids=speaker)}
+        nll = self.model.loss(codes, global_ids=speaker)  # nats per code
+        return {"loss": nll, "nll_bits_per_code": nll.detach() / math.log(2)}
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -77,7 +79,7 @@ class AudioPriorTrainer(Trainer):
             total += float(self.model.loss(codes, global_ids=speaker)) * codes.numel()
             count += codes.numel()
         nats = total / max(count, 1)
-        return {"nll": nats / math.log(2), "nll_nats": nats}
+        return {"nll_bits_per_code": nats / math.log(2), "nll_nats_per_code": nats}
 
 
 def run_prior(cfg: AudioConfig, splits: AudioSplits, device: torch.device, resume: bool) -> dict[str, float]:

@@ -54,7 +54,7 @@ def test_speaker_convert_runs_end_to_end(decoder, tiny_corpus, tmp_path, monkeyp
                 "convert/scorer_clean_accuracy", "convert/scorer_noise_10db_accuracy", "convert/scorer_mu_law_accuracy",
                 "convert/scorer_griffin_lim_accuracy", "convert/scorer_gain_agreement", "convert/chance_accuracy",
                 "convert/source_speaker_accuracy", "convert/target_speaker_accuracy_awb",
-                "prior/nll", "sample/utterances"):
+                "prior/nll_bits_per_code", "sample/utterances"):
         assert key in metrics, key
     assert ("bits_per_sample" in metrics) == (decoder == "wavenet")
     assert 0.0 <= metrics["convert/target_speaker_accuracy"] <= 1.0
