@@ -12,7 +12,6 @@ DOMAIN picks the experiment (``image``, ``audio``, ``video``); ``--config`` defa
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 
@@ -20,13 +19,17 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import audio.experiment  # noqa: E402  (after the path set-up above, for `python experiments/run.py`)
+import image.experiment  # noqa: E402
+import video.experiment  # noqa: E402
+
 CONFIGS = ROOT / "experiments" / "configs"
 
-# domain name → module whose ``main(config_path, overrides, resume, stage)`` runs it
+# domain name → its ``main(config_path, overrides, resume, stage, **domain options)``
 DOMAINS = {
-    "image": "image.experiment",
-    "audio": "audio.experiment",
-    "video": "video.experiment",
+    "image": image.experiment.main,
+    "audio": audio.experiment.main,
+    "video": video.experiment.main,
 }
 
 # options only some domains take: keyword of the domain's main → the domains that accept it
@@ -68,8 +71,7 @@ def main(argv: list[str] | None = None):
             if args.domain not in domains:
                 raise SystemExit(f"--{flag.replace('_', '-')} is an option of: {', '.join(domains)}")
             extra[flag] = value
-    module = importlib.import_module(DOMAINS[args.domain])
-    return module.main(config, overrides, resume=args.resume, stage=args.stage, **extra)
+    return DOMAINS[args.domain](config, overrides, resume=args.resume, stage=args.stage, **extra)
 
 
 if __name__ == "__main__":
