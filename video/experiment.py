@@ -171,7 +171,7 @@ def _vqvae_psnr(vqvae, frames: FrameDataset, device: torch.device) -> float:
 
 def run_generate(cfg: VideoConfig, splits: Splits) -> dict[str, float]:
     """Stage "generate": 10 frames from 6 real ones under the true, shuffled and fixed actions on held-out episodes;
-    per-step PSNR/SSIM as ``eval/*`` metrics (step = generated frame 1..F), gif strips as artifacts."""
+    per-step PSNR/SSIM as ``generate/*`` metrics (step = generated frame 1..F), gif strips as artifacts."""
     p = cfg.prior
     device = resolve_device(cfg.train.device)
     vqvae, vqvae_hash, grid = _frozen_vqvae(cfg, device)
@@ -191,9 +191,9 @@ def run_generate(cfg: VideoConfig, splits: Splits) -> dict[str, float]:
         "derived.vqvae_hash": vqvae_hash, "derived.prior_checkpoint": str(_prior_checkpoint(cfg)),
         "derived.eval_windows": len(windows.starts), "derived.action_names": splits.action_names})
     for step in range(p.generated_frames):
-        tracker.log_metrics({f"eval/{name}": float(values[step]) for name, values in curves.items()}, step + 1)
-    means = {f"eval/{name}_mean": float(values.mean()) for name, values in curves.items()}
-    metrics = {**means, "eval/vqvae_psnr": recon_psnr, "eval/windows": float(len(windows.starts))}
+        tracker.log_metrics({f"generate/{name}": float(values[step]) for name, values in curves.items()}, step + 1)
+    means = {f"generate/{name}_mean": float(values.mean()) for name, values in curves.items()}
+    metrics = {**means, "generate/vqvae_psnr": recon_psnr, "generate/windows": float(len(windows.starts))}
     tracker.log_metrics(metrics, p.generated_frames)
     out_dir = Path(cfg.train.output_dir) / "generate"
     shown = slice(0, p.media_examples)

@@ -37,9 +37,9 @@ def test_every_video_config_loads_and_builds(path):
 
 def test_fast_config_runs_end_to_end_into_tmp_path(tmp_path):
     metrics = run.main(_args(tmp_path))
-    for key in ("psnr", "perplexity", "nll_bits_per_code", "eval/psnr_true_actions_mean",
-                "eval/psnr_shuffled_actions_mean", "eval/ssim_true_actions_mean", "eval/psnr_fixed_turn_right_mean",
-                "eval/vqvae_psnr"):
+    for key in ("psnr", "perplexity", "nll_bits_per_code", "generate/psnr_true_actions_mean",
+                "generate/psnr_shuffled_actions_mean", "generate/ssim_true_actions_mean", "generate/psnr_fixed_turn_right_mean",
+                "generate/vqvae_psnr"):
         assert key in metrics, key
     out = tmp_path / "out"
     vqvae_ckpt = read_checkpoint(out / "vqvae" / "checkpoints" / "latest.pt")
@@ -58,18 +58,18 @@ def test_fast_config_runs_end_to_end_into_tmp_path(tmp_path):
     assert {"train/nll_bits_per_code", "val/nll_bits_per_code", "val/nll_bits_per_code_shuffled_actions"} <= set(
         runs["prior"].data.metrics)
     gen = runs["generate"]
-    history = client.get_metric_history(gen.info.run_id, "eval/psnr_true_actions")
+    history = client.get_metric_history(gen.info.run_id, "generate/psnr_true_actions")
     assert sorted(m.step for m in history) == list(range(1, 11))
     for name in ("psnr_shuffled_actions", "ssim_true_actions", "ssim_shuffled_actions", "psnr_fixed_move_forward",
                  "psnr_copy_last", "psnr_copy_last_codes", "psnr_vqvae_recon", "vqvae_psnr"):
-        assert f"eval/{name}" in gen.data.metrics, name
+        assert f"generate/{name}" in gen.data.metrics, name
     artifacts = {a.path for folder in ("gifs", "strips") for a in client.list_artifacts(gen.info.run_id, folder)}
     for name in ("true_actions", "shuffled_actions", "fixed_move_forward", "fixed_turn_right"):
         assert f"gifs/{name}.gif" in artifacts and f"strips/{name}.png" in artifacts
 
     # the generate stage alone reuses the recordings and the code cache and repeats the same numbers
     again = run.main(_args(tmp_path, "--stage", "generate"))
-    assert again["eval/psnr_true_actions_mean"] == pytest.approx(metrics["eval/psnr_true_actions_mean"])
+    assert again["generate/psnr_true_actions_mean"] == pytest.approx(metrics["generate/psnr_true_actions_mean"])
 
     # the prior refuses a VQ-VAE of other weights or another latent grid
     vqvae, vqvae_hash = load_frame_vqvae(out / "vqvae" / "checkpoints" / "latest.pt", torch.device("cpu"))
