@@ -22,14 +22,14 @@ from audio.media import log_audio_comparison
 from audio.model import AudioVQVAE
 from audio.probe_stage import run_probe
 from core.checkpoint import state_hash
-from core.config import load_config, to_dict
+from core.config import to_dict
 from core.media import usage_histogram
 from core.metrics import CodebookUsage
+from core.stages import ALL, DomainSpec, StageContext, run_domain
 from core.trainer import (
     Trainer,
     fit_stage,
     print_metrics,
-    resolve_device,
     seed_everything,
     vqvae_loss_terms,
 )
@@ -140,20 +140,19 @@ def run_vqvae(cfg: AudioConfig, splits: AudioSplits, resume: bool) -> dict[str, 
     return fit_stage(AudioVQVAETrainer(cfg, splits), resume, "held-out metrics (vqvae)")
 
 
-STAGES = ("all", "vqvae", "probe", "convert", "prior", "sample")
-
-
-def plan_stages(stage: str, speaker_convert: bool, probe: bool, trained: bool) -> list[str]:
+def plan_stages(requested: list[str], speaker_convert: bool, probe: bool, trained: bool) -> list[str]:
     """The stages to run, in order.
 
     ``all`` = vqvae (which ends with the probe) → prior → sample, with convert after vqvae when ``speaker_convert``.
-    ``--probe`` / ``--speaker-convert`` on their own (``stage == "all"``) with an already trained VQ-VAE run just that
-    evaluation; without one they train it first.
+    ``--probe`` / ``--speaker-convert`` on their own (``all``) with an already trained VQ-VAE run just that
+    evaluation; without one they train it first. Named stages run as given, with convert after vqvae when
+    ``speaker_convert`` and convert is not named.
     """
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; known stages: {', '.join(STAGES)}")
-    if stage != "all":
-        return [stage] + (["convert"] if speaker_convert and stage == "vqvae" else [])
+    if requested != [ALL]:
+        names = list(requested)
+        if speaker_convert and "vqvae" in names and "convert" not in names:
+            names.insert(names.index("vqvae") + 1, "convert")
+        return names
     if probe and not speaker_convert:
         return ["probe"] if trained else ["vqvae"]
     if speaker_convert and trained:
@@ -161,33 +160,45 @@ def plan_stages(stage: str, speaker_convert: bool, probe: bool, trained: bool) -
     return ["vqvae"] + (["convert"] if speaker_convert else []) + ["prior", "sample"]
 
 
-def main(config_path: str | Path, overrides: list[str], resume: bool = False, stage: str = "all",
-         speaker_convert: bool = False, probe: bool = False) -> dict[str, float]:
-    """Run the audio experiment's stages (see :func:`plan_stages`); returns the metrics of the stages run."""
+def _splits(ctx: StageContext) -> AudioSplits:
+    return ctx.shared("splits", lambda: build_audio_datasets(ctx.cfg.data))
+
+
+def _plan(requested: list[str], ctx: StageContext) -> list[str]:
+    trained = vqvae_checkpoint(ctx.cfg).is_file() and not ctx.resume
+    stages = plan_stages(requested, ctx.options.get("speaker_convert", False), ctx.options.get("probe", False),
+                         trained)
+    splits = _splits(ctx)
+    print(f"audio data: {len(splits.train)} training and {len(splits.val)} held-out utterances, "
+          f"{len(splits.speakers)} speakers ({', '.join(splits.speakers)}); stages: {' → '.join(stages)}")
+    return stages
+
+
+def _probe(ctx: StageContext) -> dict[str, float]:
+    model, _, _, digest = load_frozen_vqvae(vqvae_checkpoint(ctx.cfg), ctx.device)
+    result = run_probe(ctx.cfg, model, _splits(ctx), ctx.device, Path(ctx.cfg.train.output_dir) / "probe",
+                       vqvae_key=digest, log=True)
+    print_metrics("phoneme probe", result)
+    return result
+
+
+def _stages() -> dict:
     from audio.convert_stage import run_conversion
     from audio.prior_stage import run_prior, run_sample
 
-    cfg = load_config(AudioConfig, config_path, overrides)
-    trained = vqvae_checkpoint(cfg).is_file() and not resume
-    stages = plan_stages(stage, speaker_convert, probe, trained)
-    splits = build_audio_datasets(cfg.data)
-    print(f"audio data: {len(splits.train)} training and {len(splits.val)} held-out utterances, "
-          f"{len(splits.speakers)} speakers ({', '.join(splits.speakers)}); stages: {' → '.join(stages)}")
-    metrics: dict[str, float] = {}
-    device = resolve_device(cfg.train.device)
-    for name in stages:
-        if name == "vqvae":
-            metrics.update(run_vqvae(cfg, splits, resume))
-        elif name == "probe":
-            model, _, _, digest = load_frozen_vqvae(vqvae_checkpoint(cfg), device)
-            result = run_probe(cfg, model, splits, device, Path(cfg.train.output_dir) / "probe", vqvae_key=digest,
-                               log=True)
-            print_metrics("phoneme probe", result)
-            metrics.update(result)
-        elif name == "convert":
-            metrics.update(run_conversion(cfg, splits, device))
-        elif name == "prior":
-            metrics.update(run_prior(cfg, splits, device, resume))
-        elif name == "sample":
-            metrics.update(run_sample(cfg, splits, device))
-    return metrics
+    return {"vqvae": lambda ctx: run_vqvae(ctx.cfg, _splits(ctx), ctx.resume),
+            "probe": _probe,
+            "convert": lambda ctx: run_conversion(ctx.cfg, _splits(ctx), ctx.device),
+            "prior": lambda ctx: run_prior(ctx.cfg, _splits(ctx), ctx.device, ctx.resume),
+            "sample": lambda ctx: run_sample(ctx.cfg, _splits(ctx), ctx.device)}
+
+
+SPEC = DomainSpec(name="audio", config_class=AudioConfig, stages=_stages(), plan=_plan)
+STAGES = SPEC.known()
+
+
+def main(config_path: str | Path, overrides: list[str], resume: bool = False, stage: str = "all",
+         speaker_convert: bool = False, probe: bool = False) -> dict[str, float]:
+    """Run the audio experiment's stages (:func:`plan_stages`; ``stage`` may be a comma list); returns the metrics
+    of the stages run."""
+    return run_domain(SPEC, config_path, overrides, resume, stage, speaker_convert=speaker_convert, probe=probe)

@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("domain", help=f"one of: {', '.join(sorted(DOMAINS))}")
     parser.add_argument("--config", default=None, help="YAML config (default: experiments/configs/DOMAIN/default.yaml)")
     parser.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoints")
-    parser.add_argument("--stage", default="all", help="which stage(s) to run, e.g. all, vqvae, prior, sample")
+    parser.add_argument("--stage", default="all", help="which stage(s) to run: all, one stage, or a comma list such as vqvae,prior")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: ./mlflow.db)")
     parser.add_argument("--speaker-convert", action="store_true",
                         help="audio: convert held-out utterances into every other speaker and score them")

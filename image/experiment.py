@@ -12,7 +12,8 @@ from typing import Any
 import torch
 
 from core.checkpoint import earlier_stage_checkpoint, stage_checkpoint
-from core.config import load_config, to_dict
+from core.config import to_dict
+from core.stages import DomainSpec, StageContext, run_domain
 from core.tracking import stage_tracker
 from core.trainer import (
     Trainer,
@@ -103,7 +104,6 @@ class ImageVQVAETrainer(Trainer):
         self.model.train()
 
 
-STAGES = ("all", "vqvae", "prior", "sample", "reconstruct")
 # held-out photos shown whole, reconstructed tile by tile, in the vqvae stage's pictures (embedded source)
 FULL_IMAGES = {"val": ("chelsea",), "nature": ("GreenMeadow", "YellowFlower")}
 
@@ -178,29 +178,30 @@ def run_reconstruct(cfg: ImageConfig, input_path: str) -> dict[str, float]:
     return {**{f"psnr/{name}": v for name, v in scores.items()}, "psnr_mean": sum(scores.values()) / len(scores)}
 
 
+def _datasets(ctx: StageContext):
+    return ctx.shared("datasets", lambda: build_image_datasets(ctx.cfg.data, ctx.cfg.train.seed))
+
+
+def _check_input(requested: list[str], ctx: StageContext) -> None:
+    if ("reconstruct" in requested) != (ctx.options.get("input") is not None):
+        raise ValueError("--input PATH_OR_FOLDER goes with --stage reconstruct, and that stage needs it")
+
+
+# ``all`` = vqvae → prior (whose end logs samples and bits/dim); ``reconstruct`` needs the ``input`` option.
+SPEC = DomainSpec(
+    name="image", config_class=ImageConfig, all_stages=("vqvae", "prior"), validate=_check_input,
+    stages={"vqvae": lambda ctx: run_vqvae(ctx.cfg, *_datasets(ctx), ctx.resume),
+            "prior": lambda ctx: run_prior(ctx.cfg, *_datasets(ctx), ctx.resume),
+            "sample": lambda ctx: run_sample(ctx.cfg),
+            "reconstruct": lambda ctx: run_reconstruct(ctx.cfg, ctx.options["input"])})
+STAGES = SPEC.known()
+
+
 def main(config_path: str | Path, overrides: list[str], resume: bool = False, stage: str = "all",
          input: str | None = None) -> dict[str, float]:
-    """Run the image experiment's stages (``all`` = vqvae → prior, whose end logs samples and bits/dim;
-    ``reconstruct`` needs ``input``, a file or folder of the user's images).
-
-    Returns the metrics of the last stage run.
+    """Run the image experiment's stages (:data:`SPEC`; ``stage`` may be a comma list); returns their metrics.
 
     Raises:
-        ValueError: for an unknown stage, or ``input`` given without (or missing for) ``stage="reconstruct"``.
+        ValueError: for an unknown stage, or ``input`` given without (or missing for) the reconstruct stage.
     """
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; known stages: {', '.join(STAGES)}")
-    if (stage == "reconstruct") != (input is not None):
-        raise ValueError("--input PATH_OR_FOLDER goes with --stage reconstruct, and that stage needs it")
-    cfg = load_config(ImageConfig, config_path, overrides)
-    if stage == "reconstruct":
-        return run_reconstruct(cfg, input)
-    if stage == "sample":
-        return run_sample(cfg)
-    train_ds, val_ds = build_image_datasets(cfg.data, cfg.train.seed)
-    metrics: dict[str, float] = {}
-    if stage in ("all", "vqvae"):
-        metrics = run_vqvae(cfg, train_ds, val_ds, resume)
-    if stage in ("all", "prior"):
-        metrics = {**metrics, **run_prior(cfg, train_ds, val_ds, resume)}
-    return metrics
+    return run_domain(SPEC, config_path, overrides, resume, stage, input=input)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from core.checkpoint import earlier_stage_checkpoint, stage_checkpoint
-from core.config import load_config
+from core.stages import DomainSpec, StageContext, run_domain
 from core.tracking import stage_tracker
 from core.trainer import fit_stage, resolve_device
 from image.data import data_variance
@@ -37,8 +37,6 @@ from video.prior_stage import (
     load_prior,
 )
 from video.record import load_or_record
-
-STAGES = ("all", "record", "vqvae", "prior", "generate")
 
 
 @dataclasses.dataclass
@@ -212,26 +210,35 @@ def run_generate(cfg: VideoConfig, splits: Splits) -> dict[str, float]:
     return metrics
 
 
-def main(config_path: str | Path, overrides: list[str], resume: bool = False, stage: str = "all") -> dict[str, float]:
-    """Run the video experiment's stages (``all`` = record → vqvae → prior → generate).
+def _recorded(ctx: StageContext) -> tuple[Splits, dict[str, float]]:
+    """The episodes (and the record stage's metrics), recorded or read once per run before any other stage."""
+    def record():
+        if ctx.cfg.train.threads > 0:
+            torch.set_num_threads(ctx.cfg.train.threads)
+        return run_record(ctx.cfg)
 
-    Returns the metrics of the stages run (the last stage's win on shared keys).
-    """
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; known stages: {', '.join(STAGES)}")
-    cfg = load_config(VideoConfig, config_path, overrides)
-    if cfg.train.threads > 0:
-        torch.set_num_threads(cfg.train.threads)
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    splits, metrics = run_record(cfg)
-    timings["record"] = time.perf_counter() - start
-    for name, run in (("vqvae", lambda: run_vqvae(cfg, splits, resume)),
-                      ("prior", lambda: run_prior(cfg, splits, resume)),
-                      ("generate", lambda: run_generate(cfg, splits))):
-        if stage in ("all", name):
-            start = time.perf_counter()
-            metrics = {**metrics, **run()}
-            timings[name] = time.perf_counter() - start
-    print("\nwall time per stage: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items()))
-    return metrics
+    return ctx.shared("record", record)
+
+
+def _after_record(run):
+    """A stage that needs the episodes: its metrics come after the record stage's, as in the ``all`` run."""
+    def stage(ctx: StageContext) -> dict[str, float]:
+        splits, recorded = _recorded(ctx)
+        return {**recorded, **run(ctx, splits)}
+    return stage
+
+
+# ``all`` = record → vqvae → prior → generate; every stage reads the recorded episodes first.
+SPEC = DomainSpec(
+    name="video", config_class=VideoConfig,
+    stages={"record": lambda ctx: _recorded(ctx)[1],
+            "vqvae": _after_record(lambda ctx, splits: run_vqvae(ctx.cfg, splits, ctx.resume)),
+            "prior": _after_record(lambda ctx, splits: run_prior(ctx.cfg, splits, ctx.resume)),
+            "generate": _after_record(lambda ctx, splits: run_generate(ctx.cfg, splits))})
+STAGES = SPEC.known()
+
+
+def main(config_path: str | Path, overrides: list[str], resume: bool = False, stage: str = "all") -> dict[str, float]:
+    """Run the video experiment's stages (:data:`SPEC`; ``stage`` may be a comma list); returns their metrics (a
+    later stage's value wins on a shared key)."""
+    return run_domain(SPEC, config_path, overrides, resume, stage)

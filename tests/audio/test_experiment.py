@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from audio.config import AudioConfig
-from audio.experiment import plan_stages
+from audio.experiment import STAGES, plan_stages
+from core.stages import parse_stages
 from audio.model import AudioVQVAE
 from core.config import load_config
 from audio.frozen import load_frozen_vqvae
@@ -85,14 +86,18 @@ def test_speaker_convert_runs_end_to_end(decoder, tiny_corpus, tmp_path, monkeyp
     ("all", False, True, False, ["vqvae"]),
     ("prior", False, False, True, ["prior"]),
     ("vqvae", True, False, True, ["vqvae", "convert"]),
+    ("vqvae,prior", True, False, True, ["vqvae", "convert", "prior"]),
+    ("prior,sample", False, False, True, ["prior", "sample"]),
 ])
 def test_plan_stages(stage, convert, probe, trained, expected):
-    assert plan_stages(stage, convert, probe, trained) == expected
+    assert plan_stages(parse_stages(stage, STAGES), convert, probe, trained) == expected
 
 
 def test_unknown_stage_is_refused():
-    with pytest.raises(ValueError, match="known stages"):
-        plan_stages("decode", False, False, False)
+    with pytest.raises(ValueError, match="unknown stage 'decode'; known stages: all, vqvae"):
+        parse_stages("decode", STAGES)
+    with pytest.raises(ValueError, match="all cannot be combined"):
+        parse_stages("all,prior", STAGES)
 
 
 def test_code_windows_skip_short_utterances_and_keep_codes_whole():
