@@ -117,7 +117,7 @@ class AudioVQVAE(nn.Module):
         self.cfg, self.quantizer_cfg, self.num_speakers = model_cfg, quantizer_cfg, num_speakers
         self.quantizer = build_quantizer(quantizer_cfg.kind, **quantizer_cfg.build_kwargs())
         code_channels = self.quantizer.input_dim  # G·D
-        self.elementwise_variance = quantizer_cfg.kind == "sq" and quantizer_cfg.variance == "elementwise"
+        self.elementwise_variance = self.quantizer.takes_log_variance
         head = 2 * code_channels if self.elementwise_variance else code_channels
         self.encoder = AudioEncoder(model_cfg.encoder_channels, model_cfg.num_downsamples, head,
                                     model_cfg.instance_norm)
@@ -189,7 +189,7 @@ class AudioVQVAE(nn.Module):
         else:
             mel = self.decoder(local, speaker)  # [B, M, N]
             recon = (mel - log_mel(waveform, self.mel_settings)).abs().mean()  # nats per band and frame
-        latent_weight = 1.0 / self.hop if self.quantizer_cfg.kind == "sq" and self.autoregressive else 1.0
+        latent_weight = 1.0 / self.hop if q.loss_per == "vector" and self.autoregressive else 1.0
         loss = recon + q.loss * latent_weight
         adv_loss = adv_acc = None
         if self.adversary is not None:

@@ -47,19 +47,34 @@ class QuantizerConfig:
     restart_threshold: float = 1.0
 
     def build_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of the selected quantizer class (the others' settings are dropped)."""
-        common = dict(codebook_size=self.codebook_size, code_dim=self.code_dim, num_codebooks=self.num_codebooks,
-                      data_init=self.data_init, dead_code_restart=self.dead_code_restart,
-                      restart_every=self.restart_every, restart_threshold=self.restart_threshold)
-        if self.kind == "vq":
-            return dict(common, beta=self.beta)
-        if self.kind == "ema":
-            return dict(common, beta=self.beta, decay=self.decay, epsilon=self.epsilon)
-        if self.kind == "sq":
-            return dict(common, variance=self.variance, init_variance=self.init_variance,
-                        temperature_init=self.temperature_init, temperature_decay=self.temperature_decay,
-                        temperature_min=self.temperature_min)
-        raise ConfigError(f"quantizer.kind: unknown kind {self.kind!r}; known kinds: ['ema', 'sq', 'vq']")
+        """Keyword arguments of the selected quantizer class: the entries its constructor (with the shared
+        :class:`~core.quantize.base.CodebookQuantizer` ones) accepts, read from its signature.
+
+        Raises:
+            ConfigError: for an unknown kind, or an entry set away from its default that the kind does not take
+                (it would be ignored silently otherwise).
+        """
+        import inspect
+
+        from core.quantize import QUANTIZERS, CodebookQuantizer
+
+        if self.kind not in QUANTIZERS:
+            raise ConfigError(f"quantizer.kind: unknown kind {self.kind!r}; known kinds: {sorted(QUANTIZERS)}")
+        accepted = {name for cls in (QUANTIZERS[self.kind], CodebookQuantizer)
+                    for name, p in inspect.signature(cls.__init__).parameters.items()
+                    if name != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD}
+        defaults = QuantizerConfig()
+        kwargs = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "kind":
+                continue
+            if f.name in accepted:
+                kwargs[f.name] = value
+            elif value != getattr(defaults, f.name):
+                raise ConfigError(f"quantizer.{f.name} is not a setting of quantizer.kind={self.kind!r} "
+                                  f"(it takes: {', '.join(sorted(accepted))})")
+        return kwargs
 
 
 @dataclass

@@ -140,7 +140,7 @@ class ImageVQVAE(nn.Module):
         self.encoder = Encoder(model_cfg)
         self.quantizer = build_quantizer(quantizer_cfg.kind, **quantizer_cfg.build_kwargs())
         code_channels = self.quantizer.input_dim  # G·D
-        self.elementwise_variance = quantizer_cfg.kind == "sq" and quantizer_cfg.variance == "elementwise"
+        self.elementwise_variance = self.quantizer.takes_log_variance
         head = 2 * code_channels if self.elementwise_variance else code_channels
         self.pre_quantize = nn.Conv2d(model_cfg.hidden_channels, head, 1)  # into the code space
         k = model_cfg.decoder_input_kernel
@@ -200,11 +200,11 @@ class ImageVQVAE(nn.Module):
         mse = F.mse_loss(x_hat, x)
         if self.categorical:
             recon = F.cross_entropy(out, to_levels(x))  # nats per sub-pixel
-        elif self.quantizer_cfg.kind == "sq":
+        elif q.loss_per == "vector":  # a latent term in nats per vector needs a likelihood, not an MSE
             recon = 0.5 * torch.log(mse.clamp_min(1e-12))
         else:
             recon = mse / self.data_variance
-        if self.quantizer_cfg.kind == "sq":
+        if q.loss_per == "vector":
             latents_per_dim = q.indices.shape[1] * q.indices.shape[2] / (x.shape[1] * x.shape[2] * x.shape[3])
             loss = recon + q.loss * latents_per_dim
         else:

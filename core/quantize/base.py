@@ -85,6 +85,11 @@ class CodebookQuantizer(nn.Module):
 
     # ----------------------------------------------------------------------------------------------- shapes
     @property
+    def takes_log_variance(self) -> bool:
+        """Whether ``forward`` takes a second input ``log_var`` of ``z_e``'s shape (an encoder head twice as wide)."""
+        return False
+
+    @property
     def input_dim(self) -> int:
         """Size of ``z_e``'s last axis: ``num_codebooks * code_dim``."""
         return self.num_codebooks * self.code_dim

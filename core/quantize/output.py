@@ -6,6 +6,7 @@ Axis legend: ... any leading axes of ``z_e``, G codebooks per latent, D code dim
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import ClassVar
 
 import torch
 
@@ -17,6 +18,11 @@ class QuantizerOutput:
     Scalar loss terms are float32 tensors averaged as each field says; ``loss`` is the one term a model adds
     to its objective (already weighted).
     """
+
+    # how ``loss`` is averaged: "element" (a mean over the elements of z_e, on the scale of an MSE) or "vector"
+    # (nats per latent vector: a model multiplies it by its latent vectors per data element to add it to a
+    # reconstruction NLL per element, and then needs a likelihood, not an MSE, as its reconstruction term)
+    loss_per: ClassVar[str] = "element"
 
     z_q: torch.Tensor  # [..., G*D] quantized latents, same shape and dtype as z_e
     indices: torch.Tensor  # [...] long when G == 1, [..., G] otherwise
@@ -49,6 +55,8 @@ class SQOutput(QuantizerOutput):
     vector (summed over D and codebooks, averaged over vectors). Multiply by the number of latent vectors
     per example to put it on the scale of a per-example reconstruction NLL.
     """
+
+    loss_per: ClassVar[str] = "vector"
 
     dequantization_loss: torch.Tensor  # [] Σ_d (z − z_q)² / (2σ²_d) per vector, nats
     entropy: torch.Tensor  # [] H(P̂(z_q | z)) of the quantization posterior per vector, nats

@@ -129,6 +129,11 @@ class GaussianSQVectorQuantizer(CodebookQuantizer):
         """Gumbel-softmax temperature at the current step."""
         return gumbel_temperature(int(self.step), self.temperature_init, self.temperature_decay, self.temperature_min)
 
+    @property
+    def takes_log_variance(self) -> bool:
+        """True for the element-wise variant (IV): σ² per element comes from the encoder as ``log_var``."""
+        return self.variance == "elementwise"
+
     def _precision_weight(self, z_e: torch.Tensor, log_var: torch.Tensor | None) -> torch.Tensor:
         """1 / (2σ²): a scalar (shared) or ``[N, G, D]`` (element-wise)."""
         if self.variance == "shared":

@@ -113,3 +113,15 @@ def test_a_later_stage_takes_folder_and_device_from_the_run_and_rejects_its_own(
         load_config(_Run, None, ["prior.train.output_dir=elsewhere"])
     with pytest.raises(ConfigError, match="prior.train.device cannot differ from train.device"):
         load_config(_Run, None, ["train.device=cpu", "prior.train.device=cuda"])
+
+
+def test_quantizer_settings_are_read_from_the_chosen_quantizers_signature():
+    assert set(QuantizerConfig(kind="vq").build_kwargs()) == {
+        "codebook_size", "code_dim", "num_codebooks", "beta", "data_init", "dead_code_restart", "restart_every",
+        "restart_threshold"}
+    assert {"decay", "epsilon"} <= set(QuantizerConfig(kind="ema").build_kwargs())
+    assert "beta" not in QuantizerConfig(kind="sq").build_kwargs()
+    with pytest.raises(ConfigError, match="quantizer.decay is not a setting of quantizer.kind='vq'"):
+        QuantizerConfig(kind="vq", decay=0.9).build_kwargs()
+    with pytest.raises(ConfigError, match="unknown kind 'rvq'"):
+        QuantizerConfig(kind="rvq").build_kwargs()

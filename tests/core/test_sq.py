@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from core.quantize import GaussianSQVectorQuantizer, SQOutput, VectorQuantizer, gumbel_temperature
+from core.quantize import EMAVectorQuantizer, GaussianSQVectorQuantizer, SQOutput, VectorQuantizer, gumbel_temperature
 
 
 def _pair(variance=1.0, k=16, d=4):
@@ -145,3 +145,13 @@ def test_several_codebooks():
     out = q(z)
     assert out.indices.shape == (7, 3)
     assert torch.equal(q.lookup(out.indices), out.z_q)
+
+
+def test_outputs_say_how_their_loss_scales_and_which_quantizer_takes_a_log_variance():
+    z = torch.randn(4, 8)
+    assert VectorQuantizer(16, 8, beta=0.25)(z).loss_per == "element"
+    assert EMAVectorQuantizer(16, 8, beta=0.25)(z).loss_per == "element"
+    assert GaussianSQVectorQuantizer(16, 8)(z).loss_per == "vector"
+    assert not VectorQuantizer(16, 8, beta=0.25).takes_log_variance
+    assert not GaussianSQVectorQuantizer(16, 8).takes_log_variance
+    assert GaussianSQVectorQuantizer(16, 8, variance="elementwise").takes_log_variance
