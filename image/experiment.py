@@ -7,12 +7,12 @@ lands in :func:`main`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from core.checkpoint import earlier_stage_checkpoint, stage_checkpoint
-from core.config import to_dict
+from core.config import QuantizerConfig, TrackingConfig, TrainConfig, to_dict
 from core.stages import DomainSpec, StageContext, run_domain
 from core.tracking import stage_tracker
 from core.trainer import (
@@ -22,7 +22,7 @@ from core.trainer import (
     seed_everything,
     vqvae_loss_terms,
 )
-from image.config import ImageConfig
+from image.config import ImageConfig, ImageModelConfig
 from image.data import (
     build_extra_val_sets,
     build_image_datasets,
@@ -46,16 +46,27 @@ from priors.codes import cached_codes
 GRID_IMAGES = 16
 
 
+class VQVAEStageConfig(Protocol):
+    """What :class:`ImageVQVAETrainer` reads of a config: the image job's and the video job's both have it."""
+
+    model: ImageModelConfig
+    quantizer: QuantizerConfig
+    train: TrainConfig
+    tracking: TrackingConfig
+    data: Any  # with ``num_workers``
+
+
 class ImageVQVAETrainer(Trainer):
     """Stage "vqvae": trains :class:`ImageVQVAE` and scores it (:mod:`image.scoring`: pooled and per-image PSNR,
-    bicubic resampling beside it, codebook health) on the held-out split and on ``extra_val_sets``."""
+    bicubic resampling beside it, codebook health) on the held-out split and on ``extra_val_sets``; ``full_images``
+    (name, ``[3, H, W]``) are pictured whole, reconstructed in tiles of ``tile`` pixels."""
 
-    def __init__(self, cfg: ImageConfig, train_dataset, val_dataset, variance: float,
-                 extra_val_sets: dict | None = None, full_images: list | None = None):
-        self.image_cfg = cfg
+    def __init__(self, cfg: VQVAEStageConfig, train_dataset, val_dataset, variance: float,
+                 extra_val_sets: dict | None = None, full_images: list | None = None, tile: int = 0):
         self.val_dataset = val_dataset
         self.extra_val_sets = extra_val_sets or {}
-        self.full_images = full_images or []  # (name, [3, H, W]) held-out photos for the whole-image pictures
+        self.full_images = full_images or []
+        self.tile = tile
         self.variance = variance
         self.num_workers = cfg.data.num_workers
         seed_everything(cfg.train.seed)  # the initial weights are part of the run's seeded state
@@ -96,7 +107,7 @@ class ImageVQVAETrainer(Trainer):
             grid = labelled_grid([(f"{name} original", x), ("reconstruction", x_hat)])
             self.tracker.log_image(grid, f"reconstructions/{name}_step_{step:07d}.png")
         for name, image in self.full_images:
-            x_hat = reconstruct_tiled(self.model, image, self.image_cfg.data.crop_size)
+            x_hat = reconstruct_tiled(self.model, image, self.tile)
             self.tracker.log_image(side_by_side(image, x_hat), f"reconstructions/full_{name}_step_{step:07d}.png")
         fig = usage_histogram(self.last_usage)
         self.tracker.log_figure(fig, f"codebook_usage/step_{step:07d}.png")
@@ -120,7 +131,7 @@ def full_held_out_images(data_cfg) -> list[tuple[str, torch.Tensor]]:
 def run_vqvae(cfg: ImageConfig, train_ds, val_ds, resume: bool) -> dict[str, float]:
     """Stage "vqvae": train and evaluate the VQ-VAE."""
     trainer = ImageVQVAETrainer(cfg, train_ds, val_ds, data_variance(train_ds), build_extra_val_sets(cfg.data),
-                                full_held_out_images(cfg.data))
+                                full_held_out_images(cfg.data), cfg.data.crop_size)
     return fit_stage(trainer, resume, "held-out metrics (vqvae)")
 
 

@@ -73,7 +73,7 @@ class FrameVQVAETrainer(ImageVQVAETrainer):
     def __init__(self, cfg: VideoConfig, train_frames: FrameDataset, val_frames: FrameDataset, variance: float,
                  splits: Splits):
         self.splits = splits
-        super().__init__(cfg, train_frames, val_frames, variance)  # reads model, quantizer, train, tracking, data
+        super().__init__(cfg, train_frames, val_frames, variance)  # a VideoConfig is a VQVAEStageConfig
 
     def extra_params(self) -> dict[str, Any]:
         return {**super().extra_params(), "derived.train_episodes": len(self.splits.train),
