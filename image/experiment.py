@@ -104,7 +104,7 @@ class ImageVQVAETrainer(Trainer):
         for name, dataset in {"held_out": self.val_dataset, **self.extra_val_sets}.items():
             x = torch.stack([dataset[i][0] for i in range(min(GRID_IMAGES, len(dataset)))])
             x_hat = self.model(x.to(self.device)).x_hat.clamp(0, 1).cpu()
-            grid = labelled_grid([(f"{name} original", x), ("reconstruction", x_hat)])
+            grid = labelled_grid([(f"{name}\noriginal", x), (f"{name}\nreconstruction", x_hat)])
             self.tracker.log_image(grid, f"reconstructions/{name}_step_{step:07d}.png")
         for name, image in self.full_images:
             x_hat = reconstruct_tiled(self.model, image, self.tile)

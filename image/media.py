@@ -47,7 +47,7 @@ def labelled_grid(rows: list[tuple[str, torch.Tensor]], scale: int = 4, label_wi
     draw = ImageDraw.Draw(canvas)
     for i, ((label, _), picture) in enumerate(zip(rows, pictures)):
         canvas.paste(Image.fromarray(picture), (label_width, i * height))
-        draw.text((4, i * height + height // 2 - 6), label, fill="black")
+        draw.multiline_text((4, i * height + height // 2 - 12), label, fill="black")
     return np.asarray(canvas)
 
 
