@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from core.checkpoint import check_fits, load_frozen, read_checkpoint
+from core.checkpoint import check_fits, load_frozen
 from core.config import from_dict, stage_train_config, to_dict
 from core.trainer import Trainer, seed_everything
 from image.config import ImageConfig
@@ -157,17 +157,19 @@ def sample_images(prior: GatedPixelCNN, vqvae: ImageVQVAE, grid: tuple[int, int]
 
 
 def load_prior(path: str | Path, vqvae: ImageVQVAE, vqvae_hash: str, device: torch.device):
-    """The prior of a checkpoint, checked against the VQ-VAE it will decode with (:func:`core.checkpoint.check_fits`: codebook size and weight hash).
+    """The prior of a checkpoint, refused unless it was fitted to the VQ-VAE it will decode with
+    (:func:`core.checkpoint.check_fits`: codebook size and weight hash); loaded by :func:`core.checkpoint.load_frozen`.
 
     Returns ``(prior in eval mode, its grid (h, w·G), its number of classes)``.
     """
-    payload = read_checkpoint(path)
-    check_fits(payload, {"codebook_size": vqvae.quantizer.codebook_size, "vqvae_hash": vqvae_hash})
-    cfg = from_dict(ImageConfig, payload["config"]).prior
-    prior = GatedPixelCNN(payload["codebook_size"], channels=cfg.channels, num_layers=cfg.num_layers,
-                          kernel_size=cfg.kernel_size, num_classes=payload["num_classes"])
-    prior.load_state_dict(payload["model"], strict=True)
-    return prior.to(device).eval(), tuple(payload["grid"]), payload["num_classes"]
+    def build(payload: dict) -> GatedPixelCNN:
+        check_fits(payload, {"codebook_size": vqvae.quantizer.codebook_size, "vqvae_hash": vqvae_hash})
+        cfg = from_dict(ImageConfig, payload["config"]).prior
+        return GatedPixelCNN(payload["codebook_size"], channels=cfg.channels, num_layers=cfg.num_layers,
+                             kernel_size=cfg.kernel_size, num_classes=payload["num_classes"])
+
+    prior, payload, _ = load_frozen(path, build, device)
+    return prior, tuple(payload["grid"]), payload["num_classes"]
 
 
 __all__ = ["ImagePriorTrainer", "fit_pixel_sigma", "load_frozen_vqvae", "load_prior", "sample_images"]

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from core.checkpoint import check_fits, load_frozen, read_checkpoint
+from core.checkpoint import check_fits, load_frozen
 from core.config import QuantizerConfig, from_dict, stage_train_config, to_dict
 from core.trainer import Trainer, seed_everything
 from image.config import ImageModelConfig
@@ -132,9 +132,10 @@ def load_prior(path: str | Path, vqvae: ImageVQVAE, vqvae_hash: str, grid: tuple
         ``(prior in eval mode, checkpoint payload)``; the payload holds ``grid``, ``action_names`` and
         ``context_frames``.
     """
-    payload = read_checkpoint(path)
-    check_fits(payload, {"codebook_size": vqvae.quantizer.codebook_size, "vqvae_hash": vqvae_hash, "grid": grid})
-    cfg = from_dict(VideoConfig, payload["config"])
-    prior = build_prior(cfg, payload["codebook_size"], len(payload["action_names"]))
-    prior.load_state_dict(payload["model"], strict=True)
-    return prior.to(device).eval(), payload
+    def build(payload: dict[str, Any]) -> ActionConditionalPixelCNN:
+        check_fits(payload, {"codebook_size": vqvae.quantizer.codebook_size, "vqvae_hash": vqvae_hash, "grid": grid})
+        return build_prior(from_dict(VideoConfig, payload["config"]), payload["codebook_size"],
+                           len(payload["action_names"]))
+
+    prior, payload, _ = load_frozen(path, build, device)
+    return prior, payload
