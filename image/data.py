@@ -12,7 +12,6 @@ import importlib.util
 import os
 import pickle
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import skimage.data
@@ -380,33 +379,3 @@ def build_image_datasets(cfg: ImageDataConfig, seed: int) -> tuple[Dataset, Data
     if cfg.source in _NEEDS_ROOT and not cfg.root:
         raise ValueError(f"data.root must be set for data.source={cfg.source!r}")
     return _BUILDERS[cfg.source](cfg, seed)
-
-
-def data_variance(dataset: Dataset, max_items: int = 4096) -> float:
-    """Variance of all pixel values of the first ``max_items`` items (the normaliser of the NMSE).
-
-    Per-item statistics are merged with Chan et al.'s pairwise formula, in float64, so memory stays one item.
-
-    Returns:
-        The population variance (``ddof=0``) over every value of every ``x`` of ``dataset[0:max_items]``.
-
-    Raises:
-        ValueError: If no item is read.
-    """
-    count, mean, m2 = 0, 0.0, 0.0
-    for i in range(min(len(dataset), max_items)):
-        x: Any = dataset[i][0]
-        x = torch.as_tensor(x, dtype=torch.float64).flatten()
-        n_b = x.numel()
-        if n_b == 0:
-            continue
-        mean_b = x.mean().item()
-        m2_b = ((x - mean_b) ** 2).sum().item()
-        total = count + n_b
-        delta = mean_b - mean
-        mean += delta * n_b / total
-        m2 += m2_b + delta**2 * count * n_b / total
-        count = total
-    if count == 0:
-        raise ValueError("data_variance needs at least one item")
-    return m2 / count

@@ -13,6 +13,7 @@ import torch
 
 from core.checkpoint import earlier_stage_checkpoint, stage_checkpoint
 from core.config import QuantizerConfig, TrackingConfig, TrainConfig, to_dict
+from core.data import data_variance
 from core.stages import DomainSpec, StageContext, run_domain
 from core.tracking import stage_tracker
 from core.trainer import (
@@ -26,7 +27,6 @@ from image.config import ImageConfig, ImageModelConfig
 from image.data import (
     build_extra_val_sets,
     build_image_datasets,
-    data_variance,
     embedded_images,
 )
 from image.media import labelled_grid, sample_grid, usage_histogram

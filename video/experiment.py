@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from core.checkpoint import earlier_stage_checkpoint, stage_checkpoint
+from core.data import data_variance
 from core.stages import DomainSpec, StageContext, run_domain
 from core.tracking import stage_tracker
 from core.trainer import fit_stage, resolve_device
-from image.data import data_variance
 from image.experiment import ImageVQVAETrainer
 from video.config import VideoConfig
 from video.data import Episode, FrameDataset, WindowDataset

@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.data import data_variance
 from core.metrics import psnr_of_mse
 from image.config import ImageDataConfig
-from image.data import build_image_datasets, data_variance
+from image.data import build_image_datasets
 
 
 def _res(ch: int, hidden: int) -> nn.Module:

@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from core.data import data_variance
 from image.config import ImageDataConfig
 from image.data import (
     EMBEDDED_EXCLUDED,
@@ -21,7 +22,6 @@ from image.data import (
     TensorImages,
     build_image_datasets,
     cifar10,
-    data_variance,
     embedded_images,
     fixed_crops,
     image_folder,
