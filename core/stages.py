@@ -48,11 +48,6 @@ class StageContext:
 Stage = Callable[[StageContext], dict[str, float]]
 
 
-def default_plan(stages: list[str], ctx: StageContext, order: tuple[str, ...]) -> list[str]:
-    """``all`` → ``order``; anything else as given."""
-    return list(order) if stages == [ALL] else stages
-
-
 @dataclass(frozen=True)
 class DomainSpec:
     """One domain: its config class, its stages, and how a request becomes the list of stages to run.
@@ -109,8 +104,10 @@ def run_domain(spec: DomainSpec, config_path: str | Path, overrides: list[str], 
     if spec.validate:
         spec.validate(requested, ctx)
     ctx.cfg = load_config(spec.config_class, config_path, overrides)
-    order = spec.all_stages or tuple(spec.stages)
-    names = spec.plan(requested, ctx) if spec.plan else default_plan(requested, ctx, order)
+    if spec.plan:
+        names = spec.plan(requested, ctx)
+    else:  # ``all`` → all_stages (default: every stage); named stages as given
+        names = list(spec.all_stages or spec.stages) if requested == [ALL] else requested
     metrics: dict[str, float] = {}
     timings: dict[str, float] = {}
     for name in names:

@@ -116,7 +116,7 @@ def _uniforms(seed: int, index: int, count: int = 3) -> list[float]:
     return out
 
 
-def _to_tensor(image: np.ndarray) -> torch.Tensor:
+def to_tensor(image: np.ndarray) -> torch.Tensor:
     """``[H, W, 3]`` uint8 → ``[3, H, W]`` float32 in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)  # [3, H, W]
 
@@ -176,7 +176,7 @@ class EmbeddedCrops(Dataset):
         crop = image[top : top + s, left : left + s]
         if self.permute:
             crop = crop[:, :, _CHANNEL_ORDERS[int(u_colour * len(_CHANNEL_ORDERS))]]
-        return _to_tensor(crop), -1  # [3, S, S]
+        return to_tensor(crop), -1  # [3, S, S]
 
 
 def fixed_crops(images: list[np.ndarray], crop_size: int, count: int, seed: int) -> torch.Tensor:
@@ -290,8 +290,9 @@ def cifar10(root: str, train: bool) -> Dataset:
     return dataset
 
 
-def _load_rgb(path: str) -> Image.Image:
-    """``ImageFolder`` loader: the image at ``path`` as RGB; ``ValueError`` naming ``path`` if it cannot be read."""
+def load_rgb(path: str) -> Image.Image:
+    """The image at ``path`` as RGB (``ImageFolder``'s loader, and the reconstruct stage's); ``ValueError`` naming
+    ``path`` if it cannot be read."""
     try:
         with Image.open(path) as img:
             return img.convert("RGB")  # convert() loads the pixels, so a truncated file fails here
@@ -323,7 +324,7 @@ def image_folder(root: str, split: str, image_size: int) -> Dataset:
         [transforms.Resize(image_size), transforms.CenterCrop(image_size), transforms.ToTensor()]
     )
     try:
-        return datasets.ImageFolder(split_dir, transform=transform, loader=_load_rgb)
+        return datasets.ImageFolder(split_dir, transform=transform, loader=load_rgb)
     except FileNotFoundError as e:  # no class folders, or a class folder without images
         raise FileNotFoundError(f"no images found in {split_dir} ({e}); expected {FOLDER_LAYOUT}") from e
 

@@ -28,6 +28,7 @@ from image.data import (
     build_extra_val_sets,
     build_image_datasets,
     embedded_images,
+    to_tensor,
 )
 from image.media import labelled_grid, sample_grid, usage_histogram
 from image.model import ImageVQVAE
@@ -39,7 +40,12 @@ from image.prior_stage import (
     load_prior,
     sample_images,
 )
-from image.reconstruct import reconstruct_files, reconstruct_tiled, side_by_side
+from image.reconstruct import (
+    image_files,
+    reconstruct_files,
+    reconstruct_tiled,
+    side_by_side,
+)
 from image.scoring import score_reconstructions
 from priors.codes import cached_codes
 
@@ -125,7 +131,7 @@ def full_held_out_images(data_cfg) -> list[tuple[str, torch.Tensor]]:
         return []
     photos = dict(embedded_images("val")) | dict(debian_photos("nature", data_cfg.photo_root))
     names = [name for group in FULL_IMAGES.values() for name in group]
-    return [(name, torch.from_numpy(photos[name].transpose(2, 0, 1).copy()).float().div_(255.0)) for name in names]
+    return [(name, to_tensor(photos[name])) for name in names]
 
 
 def run_vqvae(cfg: ImageConfig, train_ds, val_ds, resume: bool) -> dict[str, float]:
@@ -180,8 +186,6 @@ def run_reconstruct(cfg: ImageConfig, input_path: str) -> dict[str, float]:
         FileNotFoundError: no image at ``input_path``, or no trained VQ-VAE checkpoint.
         ValueError: an unreadable image file (named).
     """
-    from image.reconstruct import image_files
-
     image_files(input_path)  # a wrong path fails before the model is loaded
     device = resolve_device(cfg.train.device)
     vqvae, _, _ = load_frozen_vqvae(_vqvae_checkpoint(cfg), device)

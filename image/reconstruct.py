@@ -18,6 +18,7 @@ from PIL import Image
 
 from core.files import atomic_write
 from core.metrics import psnr_of_mse
+from image.data import load_rgb, to_tensor
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm")
 TILE_BATCH = 256
@@ -29,12 +30,7 @@ def read_rgb(path: Path) -> torch.Tensor:
     Raises:
         ValueError: naming ``path`` if it cannot be read as an image.
     """
-    try:
-        with Image.open(path) as img:
-            array = np.asarray(img.convert("RGB"), dtype=np.uint8)  # convert() decodes, so damage shows here
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise ValueError(f"cannot read image {path}: {e}") from e
-    return torch.from_numpy(array.transpose(2, 0, 1).copy()).float().div_(255.0)
+    return to_tensor(np.asarray(load_rgb(str(path)), dtype=np.uint8))
 
 
 def image_files(path: str | Path) -> list[Path]:
@@ -97,7 +93,6 @@ def reconstruct_files(model, path: str | Path, out_dir: Path, tile: int) -> dict
     """
     files = image_files(path)
     images = [read_rgb(f) for f in files]
-    out_dir.mkdir(parents=True, exist_ok=True)
     scores = {}
     for f, x in zip(files, images):
         x_hat = reconstruct_tiled(model, x, tile)

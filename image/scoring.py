@@ -7,8 +7,8 @@ Definitions (every number the image job logs for a held-out set):
 * ``psnr_per_image``: mean over items of each item's own PSNR, dB (higher than ``psnr``: flat items count alike);
 * ``nmse``: ``mse / data_variance`` (training-pixel variance);
 * ``bicubic_psnr``: ``psnr`` of bicubic down-sampling by the model's factor f (antialiased) and bicubic up-sampling
-  back, clamped to [0, 1]. Its 8-bit low-resolution image holds ``8·C / f²`` bits per pixel: for 32×32 RGB crops and
-  f = 4, 1,536 bits against the 576 bits of an 8×8 grid of 9-bit codes (K = 512), i.e. 2.7× the bits;
+  back, clamped to [0, 1]. Its 8-bit low-resolution image holds ``8·C / f²`` bits per pixel: 1,536 bits for a 32×32
+  RGB crop and f = 4, against ``h·w·G·log2(K)`` bits of codes (1,280 for the default's 8×8×2 codes, K = 1,024);
 * ``perplexity``, ``codebook_usage``…: of the codes the set was encoded to (:class:`core.metrics.CodebookUsage`).
 """
 
