@@ -1,13 +1,19 @@
 """Atomic, strict checkpoints holding everything needed to resume a run exactly.
 
 A checkpoint is one ``torch.save`` dict: ``model``, ``optimizer``, ``step``, ``config`` (plain dict), ``rng``
-(torch CPU/CUDA, numpy and Python states) and any ``extra`` entries. It is written to a temporary file in the
-same folder, flushed, then renamed over the target, so a crash never leaves a truncated checkpoint.
+(torch CPU/CUDA, numpy and Python states, all stored as tensors and numbers) and any ``extra`` entries. It is
+written to a temporary file in the same folder, flushed, then renamed over the target, so a crash never leaves a
+truncated checkpoint.
+
+Checkpoints hold only tensors, plain containers, strings and numbers, and are read with
+``torch.load(weights_only=True)``: a crafted or foreign ``.pt`` file cannot run code; it is refused with a message
+naming it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import pickle
 import random
 from pathlib import Path
 from typing import Any, Callable
@@ -47,8 +53,16 @@ def earlier_stage_checkpoint(configured: str, output_dir: str | Path, stage: str
 
 
 def rng_state() -> dict[str, Any]:
-    """Current states of every random number generator a run uses."""
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Current states of every random number generator a run uses, as tensors and numbers only (loadable with
+    ``weights_only=True``): torch's byte state, numpy's MT19937 key ``[624]`` with its position and cached
+    Gaussian, Python's Mersenne-Twister words ``[625]``."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, words, python_gauss = random.getstate()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "gauss": float(gauss)},
+             "python": {"version": int(version), "words": torch.tensor(words, dtype=torch.int64),
+                        "gauss": python_gauss}}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -57,36 +71,78 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore states saved by :func:`rng_state`."""
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(int(w) for w in p["words"].tolist()), p["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+_SCALARS = (str, bytes, int, float, bool, type(None))  # exact types: numpy's float64 subclasses float
+_TORCH = (torch.Tensor, torch.Size, torch.dtype, torch.device)
+
+
+def check_plain(value: Any, where: str = "checkpoint") -> None:
+    """Refuse anything ``torch.load(weights_only=True)`` would not read back: only tensors, dicts, lists, tuples,
+    strings and numbers pass.
+
+    Raises:
+        TypeError: naming the entry (``checkpoint['extra']['x']``) and its type.
+    """
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_plain(key, f"{where} key")
+            check_plain(item, f"{where}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            check_plain(item, f"{where}[{i}]")
+    elif type(value) not in _SCALARS and not isinstance(value, _TORCH):
+        raise TypeError(f"{where} is a {type(value).__module__}.{type(value).__name__}; a checkpoint holds only "
+                        f"tensors, containers, strings and numbers")
+
+
 def save_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
                     step: int, config: dict, **extra: Any) -> Path:
-    """Write a checkpoint atomically (temporary file + rename) and return its path."""
+    """Write a checkpoint atomically (temporary file + rename) and return its path.
+
+    Raises:
+        TypeError: if an entry is not a tensor, container, string or number (:func:`check_plain`); nothing is written.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
                "step": step, "config": config, "rng": rng_state(), **extra}
+    check_plain(payload)
     return atomic_save(path, payload)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint dict onto the CPU.
 
+    Read with ``torch.load(weights_only=True)``: only tensors, plain containers, strings and numbers are admitted,
+    so a crafted file cannot run code.
+
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        ValueError: if the file is not a checkpoint of this suite.
+        ValueError: if the file is not a checkpoint of this suite, is truncated, or holds anything else than
+            tensors, containers, strings and numbers (a crafted or foreign pickle).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only refused an object: foreign or crafted
+        lines = [line.strip() for line in str(exc).splitlines() if "GLOBAL" in line]
+        if not lines:
+            raise ValueError(f"{path} is not a readable checkpoint (not a torch.save file)") from exc
+        first = lines[0].rstrip(".")
+        raise ValueError(f"{path} was refused: it holds objects other than tensors, containers and numbers, so it is "
+                         f"not a checkpoint of this suite (or was written by an older version) and was not "
+                         f"loaded ({first})") from exc
     except Exception as exc:  # truncated or foreign files
-        raise ValueError(f"{path} is not a readable checkpoint: {exc}") from exc
+        raise ValueError(f"{path} is not a readable checkpoint: {type(exc).__name__}: {exc}") from exc
     if not isinstance(payload, dict) or not {"model", "step", "config"} <= set(payload):
         raise ValueError(f"{path} is not a checkpoint of this suite (missing model/step/config)")
     return payload

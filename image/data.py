@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import datasets, transforms
 
+from image.cifar import cifar10  # noqa: F401  (part of this module's API: the cifar10 source)
 from image.config import ImageDataConfig
 from image.photos import debian_photos
 
@@ -43,10 +43,6 @@ EMBEDDED_EXCLUDED = (
 )
 _EMBEDDED_SUFFIXES = (".png", ".jpg")
 
-CIFAR10_LAYOUT = (
-    "<root>/cifar-10-batches-py/{data_batch_1..data_batch_5,test_batch,batches.meta} "
-    "(the python-pickle version from https://www.cs.toronto.edu/~kriz/cifar.html, extracted under data.root)"
-)
 FOLDER_LAYOUT = "root/{train,val}/<class_name>/<image>.{jpg,png,...} (the ImageNet layout)"
 
 
@@ -215,79 +211,6 @@ class TensorImages(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         """Returns ``(x, y)``, ``x`` ``[3, H, W]``, ``y`` an int."""
         return self.images[i], int(self.labels[i])
-
-
-class _MalformedCifarFile(ValueError):
-    """A CIFAR-10 file that does not hold what the format says; the message names the file."""
-
-
-class _CIFAR10Files(datasets.CIFAR10):
-    """``torchvision.datasets.CIFAR10`` that checks files exist instead of their md5 checksums.
-
-    Deviation from torchvision, on purpose: re-packed copies of the dataset and small test fixtures laid out like the
-    real one load too. Missing files raise ``FileNotFoundError`` naming the file; a batch that does not unpickle to
-    the expected dict raises ``ValueError`` naming the file. The files are pickles: only read copies you trust.
-    """
-
-    def _path(self, filename: str) -> str:
-        return os.path.join(self.root, self.base_folder, filename)
-
-    def _check_integrity(self) -> bool:
-        for filename, _md5 in self.train_list + self.test_list + [[self.meta["filename"], None]]:
-            if not os.path.isfile(self._path(filename)):
-                raise FileNotFoundError(f"CIFAR-10 file {self._path(filename)} is missing; expected {CIFAR10_LAYOUT}")
-        return True
-
-    def _load_meta(self) -> None:
-        path = self._path(self.meta["filename"])
-        try:
-            with open(path, "rb") as f:
-                self.classes = list(pickle.load(f, encoding="latin1")[self.meta["key"]])
-        except Exception as e:  # unpickling of arbitrary bytes fails in many ways
-            raise _MalformedCifarFile(f"malformed CIFAR-10 file {path}: {type(e).__name__}: {e}") from e
-        self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
-
-
-def _check_cifar_batch(path: str) -> None:
-    """Raises ``ValueError`` naming ``path`` unless it unpickles to ``{"data": [n, 3072] uint8, "labels": [n]}``."""
-    try:
-        with open(path, "rb") as f:
-            entry = pickle.load(f, encoding="latin1")
-        data, labels = entry["data"], entry["labels"]
-    except Exception as e:  # unpickling of arbitrary bytes fails in many ways
-        raise _MalformedCifarFile(f"malformed CIFAR-10 file {path}: {type(e).__name__}: {e}") from e
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise _MalformedCifarFile(f"malformed CIFAR-10 file {path}: 'data' must be [n, 3072] uint8")
-    if len(labels) != data.shape[0]:
-        raise _MalformedCifarFile(f"malformed CIFAR-10 file {path}: {len(labels)} labels for {data.shape[0]} images")
-
-
-def cifar10(root: str, train: bool) -> Dataset:
-    """CIFAR-10 (python-pickle version) under ``root``.
-
-    Args:
-        root: Folder holding ``cifar-10-batches-py``.
-        train: The 50,000 training images if true, else the 10,000 test images.
-
-    Returns:
-        Dataset of ``(x, label)``, ``x`` ``[3, 32, 32]`` float32 in [0, 1], ``label`` an int in [0, 10).
-
-    Raises:
-        FileNotFoundError: If a file of the layout is missing (the message names it and the expected layout).
-        ValueError: If a batch file is malformed (the message names it).
-    """
-    try:
-        dataset = _CIFAR10Files(root, train=train, download=False, transform=transforms.ToTensor())
-    except (FileNotFoundError, _MalformedCifarFile):
-        raise
-    except Exception as e:  # torchvision's reading of a batch failed (unpickling, keys, reshape): find which batch
-        for filename, _md5 in datasets.CIFAR10.train_list if train else datasets.CIFAR10.test_list:
-            _check_cifar_batch(os.path.join(root, datasets.CIFAR10.base_folder, filename))
-        raise ValueError(f"malformed CIFAR-10 data under {root}: {type(e).__name__}: {e}") from e
-    if len(dataset.data) != len(dataset.targets):  # a batch of the wrong width can still reshape to [N, 32, 32, 3]
-        for filename, _md5 in dataset.train_list if train else dataset.test_list:
-            _check_cifar_batch(dataset._path(filename))
-    return dataset
 
 
 def load_rgb(path: str) -> Image.Image:

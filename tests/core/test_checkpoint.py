@@ -57,3 +57,40 @@ def test_missing_and_foreign_files_are_clear_errors(tmp_path):
     torch.save({"weights": 1}, tmp_path / "foreign.pt")
     with pytest.raises(ValueError, match="not a checkpoint of this suite"):
         read_checkpoint(tmp_path / "foreign.pt")
+
+
+class _RunsCode:
+    """Pickles to a call of ``os.system`` — what a crafted ``.pt`` does."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_crafted_checkpoint_runs_nothing_and_is_refused_by_name(tmp_path):
+    marker = tmp_path / "code_ran"
+    crafted = tmp_path / "crafted.pt"
+    torch.save({"model": {}, "step": 0, "config": {}, "payload": _RunsCode(marker)}, crafted)
+    with pytest.raises(ValueError, match="crafted.pt was refused.*posix.system"):
+        read_checkpoint(crafted)
+    with pytest.raises(ValueError, match="crafted.pt"):
+        load_checkpoint(crafted, _model())
+    assert not marker.exists()
+
+
+def test_checkpoints_hold_only_plain_values_and_load_with_weights_only(tmp_path):
+    model = _model()
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.randn(2, 3)).sum().backward()
+    opt.step()
+    path = save_checkpoint(tmp_path / "ck.pt", model=model, optimizer=opt, step=3, config={"a": [1, 2.0, "x"]},
+                           grid=(8, 8), names=["a"])
+    payload = torch.load(path, weights_only=True)  # what read_checkpoint does
+    assert payload["grid"] == (8, 8) and isinstance(payload["rng"]["numpy"]["keys"], torch.Tensor)
+    with pytest.raises(TypeError, match=r"checkpoint\['bad'\] is a numpy"):
+        save_checkpoint(tmp_path / "other.pt", model=model, optimizer=None, step=0, config={}, bad=np.float64(1.0))
+    assert not (tmp_path / "other.pt").exists()

@@ -333,3 +333,29 @@ def test_channel_permutation_reorders_the_channels_of_the_same_crop():
     assert len(orders) == 6  # every channel order occurs; the crop itself is the same
     with pytest.raises(ValueError, match="unknown colour_augment 'hue'"):
         EmbeddedCrops(images, 8, seed=3, colour_augment="hue")
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_crafted_cifar_batch_runs_nothing_and_is_refused_by_name(cifar_root, tmp_path):
+    marker = tmp_path / "code_ran"
+    batch = _batch(first_label=0)
+    batch[b"labels"] = _RunsCode(marker)
+    _write_py2_pickle(cifar_root / "cifar-10-batches-py" / "data_batch_5", batch)
+    with pytest.raises(ValueError, match="data_batch_5.*refused global (posix|os).system"):
+        cifar10(str(cifar_root), train=True)
+    assert not marker.exists()
+
+
+def test_a_cifar_array_of_python_objects_is_refused(cifar_root):
+    batch = _batch(first_label=0)
+    batch[b"data"] = np.array([[1, "x"]], dtype=object)
+    _write_py2_pickle(cifar_root / "cifar-10-batches-py" / "test_batch", batch)
+    with pytest.raises(ValueError, match="test_batch.*(objects|refused)"):
+        cifar10(str(cifar_root), train=False)
