@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from core.config import QuantizerConfig, TrackingConfig, TrainConfig
+from core.config import Limits, QuantizerConfig, TrackingConfig, TrainConfig
 
 
 @dataclass
@@ -27,6 +28,11 @@ class AudioDataConfig:
     alignments: str = ""  # real datasets: folder of TIMIT .PHN files or Montreal-Forced-Aligner TextGrids
     max_utterances: int = 0  # real datasets: keep at most this many (0: all)
     seed: int = 0
+
+    LIMITS: ClassVar[Limits] = {"sample_rate": (">=", 1), "num_sentences": (">=", 1),
+                                "val_fraction": (">", 0, "<", 1), "crop_seconds": (">", 0),
+                                "max_utterances": (">=", 0)}
+    CHOICES: ClassVar[dict[str, tuple]] = {"source": ("embedded", "vctk", "librispeech")}
 
 
 @dataclass
@@ -72,6 +78,9 @@ class AudioPriorConfig:
     samples_per_speaker: int = 1  # utterances generated per speaker at the end (--stage sample)
     sample_seconds: float = 1.0
     temperature: float = 1.0
+
+    LIMITS: ClassVar[Limits] = {"crop_codes": (">=", 1), "samples_per_speaker": (">=", 1),
+                                "sample_seconds": (">", 0), "temperature": (">", 0)}
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1000, batch_size=32, lr=1e-3, eval_every=250,
                                                                    log_every=50, checkpoint_every=250))
 
@@ -85,6 +94,10 @@ class AudioEvalConfig:
     convert_max_seconds: float = 2.0  # converted utterances are cut to this length (generation is sample by sample)
     reconstructions: int = 2  # held-out utterances reconstructed and logged as wav
     temperature: float = 1.0  # sampling temperature of the WaveNet decoder
+
+    LIMITS: ClassVar[Limits] = {"probe_utterances": (">=", 0), "convert_utterances": (">=", 1),
+                                "convert_max_seconds": (">", 0), "reconstructions": (">=", 0),
+                                "temperature": (">", 0)}
 
 
 @dataclass

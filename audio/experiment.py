@@ -2,7 +2,7 @@
 fit a prior over the codes and speak from it, logging everything to MLflow.
 
 ``python experiments/run.py audio [--speaker-convert] [--probe] [--stage all|vqvae|probe|convert|prior|sample]``
-lands in :func:`main`.
+runs the stages of :data:`SPEC` (through :func:`core.stages.run_domain`).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from audio.frozen import load_frozen_vqvae, vqvae_checkpoint
 from audio.media import log_audio_comparison
 from audio.model import AudioVQVAE
 from audio.probe_stage import run_probe
-from core.checkpoint import state_hash
+from core.checkpoint import stage_checkpoint, state_hash
 from core.config import to_dict
 from core.media import usage_histogram
 from core.metrics import CodebookUsage
-from core.stages import ALL, DomainSpec, StageContext, run_domain
+from core.stages import ALL, DomainSpec, StageContext
 from core.trainer import (
     Trainer,
     fit_stage,
@@ -161,17 +161,25 @@ def plan_stages(requested: list[str], speaker_convert: bool, probe: bool, traine
 
 
 def _splits(ctx: StageContext) -> AudioSplits:
-    return ctx.shared("splits", lambda: build_audio_datasets(ctx.cfg.data))
+    def build() -> AudioSplits:
+        splits = build_audio_datasets(ctx.cfg.data)
+        print(f"audio data: {len(splits.train)} training and {len(splits.val)} held-out utterances, "
+              f"{len(splits.speakers)} speakers ({', '.join(splits.speakers)})")
+        return splits
+
+    return ctx.shared("splits", build)
 
 
 def _plan(requested: list[str], ctx: StageContext) -> list[str]:
     trained = vqvae_checkpoint(ctx.cfg).is_file() and not ctx.resume
     stages = plan_stages(requested, ctx.options.get("speaker_convert", False), ctx.options.get("probe", False),
                          trained)
-    splits = _splits(ctx)
-    print(f"audio data: {len(splits.train)} training and {len(splits.val)} held-out utterances, "
-          f"{len(splits.speakers)} speakers ({', '.join(splits.speakers)}); stages: {' → '.join(stages)}")
+    print(f"audio stages: {' → '.join(stages)}")
     return stages
+
+
+def _needs_vqvae(cfg: AudioConfig) -> dict[str, Path]:
+    return {"vqvae": vqvae_checkpoint(cfg)}
 
 
 def _probe(ctx: StageContext) -> dict[str, float]:
@@ -193,12 +201,8 @@ def _stages() -> dict:
             "sample": lambda ctx: run_sample(ctx.cfg, _splits(ctx), ctx.device)}
 
 
-SPEC = DomainSpec(name="audio", config_class=AudioConfig, stages=_stages(), plan=_plan)
+SPEC = DomainSpec(name="audio", config_class=AudioConfig, stages=_stages(), plan=_plan,
+                  requires={"probe": _needs_vqvae, "convert": _needs_vqvae, "prior": _needs_vqvae,
+                            "sample": lambda cfg: {**_needs_vqvae(cfg),
+                                                   "prior": stage_checkpoint(cfg.train.output_dir, "prior")}})
 STAGES = SPEC.known()
-
-
-def main(config_path: str | Path, overrides: list[str], resume: bool = False, stage: str = "all",
-         speaker_convert: bool = False, probe: bool = False) -> dict[str, float]:
-    """Run the audio experiment's stages (:func:`plan_stages`; ``stage`` may be a comma list); returns the metrics
-    of the stages run."""
-    return run_domain(SPEC, config_path, overrides, resume, stage, speaker_convert=speaker_convert, probe=probe)

@@ -95,13 +95,18 @@ def write_audio(path: str | os.PathLike, waveform: torch.Tensor | np.ndarray, sa
         ``path`` as a ``Path``.
 
     Raises:
-        ValueError: If ``waveform`` is not one-dimensional or ``sample_rate`` is not positive.
+        ValueError: If ``waveform`` is not one-dimensional, holds NaN or Inf (written as PCM they would become
+            full-scale clicks), or ``sample_rate`` is not positive; nothing is written.
     """
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     if isinstance(waveform, torch.Tensor):
         waveform = waveform.detach().cpu().numpy()
-    samples = np.clip(np.asarray(waveform, dtype=np.float32), -1.0, 1.0)  # [T]
+    samples = np.asarray(waveform, dtype=np.float32)  # [T]
     if samples.ndim != 1:
         raise ValueError(f"waveform must be [T], got shape {samples.shape}")
+    bad = int((~np.isfinite(samples)).sum())
+    if bad:
+        raise ValueError(f"waveform for {path} has {bad} NaN/Inf samples of {samples.size}; nothing was written")
+    samples = np.clip(samples, -1.0, 1.0)
     return atomic_write(path, lambda f: sf.write(f, samples, int(sample_rate), subtype="PCM_16", format="WAV"))

@@ -2,7 +2,9 @@
 
 ``load_config(ImageConfig, "experiments/configs/image/default.yaml", ["quantizer.beta=0.5"])`` reads the file,
 applies the overrides (values parsed as YAML scalars), and builds the nested dataclasses. An unknown key or a
-value of the wrong type raises :class:`ConfigError` naming the dotted key. The shared sections (quantizer,
+value of the wrong type raises :class:`ConfigError` naming the dotted key, and so does a value outside the range a
+section declares in its ``LIMITS`` (``{"steps": (">=", 1)}``): a cadence of 0 or a temperature of 0 is refused when
+the config loads, before any work, not mid-run. The shared sections (quantizer,
 training loop, tracking) live here; each domain composes them with its own sections.
 """
 
@@ -14,7 +16,7 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -23,6 +25,29 @@ _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 class ConfigError(ValueError):
     """A config file or override that does not match the typed config."""
+
+
+Limits = dict[str, tuple]  # field → (op, bound, op, bound, …) with op one of ">=", ">", "<=", "<"
+_OPS = {">=": lambda a, b: a >= b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b, "<": lambda a, b: a < b}
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def check_limits(cfg: Any, prefix: str = "") -> None:
+    """Check the fields of one config section against its class's ``LIMITS`` (and ``CHOICES``: field → allowed
+    values).
+
+    Raises:
+        ConfigError: naming the dotted key, the rule and the value, e.g. ``train.eval_every must be >= 1, got 0``.
+    """
+    for name, rule in getattr(type(cfg), "LIMITS", {}).items():
+        value = getattr(cfg, name)
+        for op, bound in zip(rule[::2], rule[1::2]):
+            if not _OPS[op](value, bound):
+                raise ConfigError(f"{prefix}{name} must be {op} {bound}, got {value!r}")
+    for name, allowed in getattr(type(cfg), "CHOICES", {}).items():
+        if getattr(cfg, name) not in allowed:
+            raise ConfigError(f"{prefix}{name}: unknown value {getattr(cfg, name)!r}; known {name}s: "
+                              f"{', '.join(map(str, allowed))}")
 
 
 @dataclass
@@ -45,6 +70,11 @@ class QuantizerConfig:
     dead_code_restart: bool = False  # beyond the paper
     restart_every: int = 100
     restart_threshold: float = 1.0
+
+    LIMITS: ClassVar[Limits] = {"codebook_size": (">=", 1), "code_dim": (">=", 1), "num_codebooks": (">=", 1),
+                                "beta": (">=", 0), "decay": (">", 0, "<", 1), "epsilon": (">", 0),
+                                "init_variance": (">", 0), "temperature_init": (">", 0),
+                                "restart_every": (">=", 1), "restart_threshold": (">=", 0)}
 
     def build_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of the selected quantizer class: the entries its constructor (with the shared
@@ -93,6 +123,11 @@ class TrainConfig:
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
     output_dir: str = "outputs/run"  # checkpoints and media of this run
     threads: int = 0  # torch intra-op threads on the CPU (0: torch's default)
+
+    LIMITS: ClassVar[Limits] = {"steps": (">=", 1), "batch_size": (">=", 1), "lr": (">", 0),
+                                "warmup_steps": (">=", 0), "eval_every": (">=", 1), "log_every": (">=", 1),
+                                "checkpoint_every": (">=", 1), "threads": (">=", 0)}
+    CHOICES: ClassVar[dict[str, tuple]] = {"lr_schedule": LR_SCHEDULES}
 
 
 @dataclass
@@ -161,7 +196,9 @@ def _build(cls: type, values: dict, prefix: str = "") -> Any:
         raise ConfigError(f"unknown config key {prefix}{unknown[0]!s}; known keys in "
                           f"{prefix.rstrip('.') or cls.__name__}: {', '.join(names)}")
     kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in values.items()}
-    return cls(**kwargs)
+    cfg = cls(**kwargs)
+    check_limits(cfg, prefix)
+    return cfg
 
 
 def apply_overrides(values: dict, overrides: list[str]) -> dict:
@@ -268,6 +305,27 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     return _merge(_read_yaml(path.parent / base, (*seen, path.resolve())), values)
 
 
+# entries that may change when a run is resumed (matched as the end of the dotted key): how long and how often, where
+# it runs, and the MLflow run's name; anything else would make the resumed run a different experiment
+RESUMABLE_KEYS = ("train.steps", "train.eval_every", "train.log_every", "train.checkpoint_every", "train.threads",
+                  "train.device", "data.num_workers", "tracking.run_name")
+
+
+def config_changes(old: dict, new: dict) -> dict[str, tuple[Any, Any]]:
+    """``{dotted key: (old value, new value)}`` of every entry that differs between two :func:`to_dict` configs
+    (a key present in only one of them counts, with ``None`` for the missing side; lists and tuples compare alike)."""
+    def plain(value: Any) -> Any:
+        return [plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+    a, b = flatten(old), flatten(new)
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if plain(a.get(k)) != plain(b.get(k))}
+
+
+def resumable(key: str) -> bool:
+    """Whether ``key`` (dotted) may change on resume (:data:`RESUMABLE_KEYS`)."""
+    return any(key == allowed or key.endswith("." + allowed) for allowed in RESUMABLE_KEYS)
+
+
 def to_dict(cfg: Any) -> dict:
     """The config as nested plain dicts (for checkpoints and YAML)."""
     return dataclasses.asdict(cfg)
@@ -290,5 +348,5 @@ def from_dict(cls: type, values: dict) -> Any:
     return _build(cls, values)
 
 
-__all__ = ["ConfigError", "QuantizerConfig", "TrackingConfig", "TrainConfig", "apply_overrides", "flatten",
-           "from_dict", "load_config", "to_dict"]
+__all__ = ["ConfigError", "QuantizerConfig", "TrackingConfig", "TrainConfig", "apply_overrides", "check_limits",
+           "config_changes", "flatten", "from_dict", "load_config", "resumable", "to_dict"]

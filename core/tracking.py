@@ -5,23 +5,39 @@ directory, set explicitly (MLflow 3.17 otherwise falls back to an old ``./mlruns
 which is in maintenance mode and refuses writes). ``TrackingConfig.tracking_uri`` or ``$MLFLOW_TRACKING_URI``
 point elsewhere (e.g. an ``http://`` server). Only rank 0 logs; other ranks get a disabled tracker.
 Metric keys are ``split/name`` (``train/recon_loss``, ``val/psnr``).
+
+Failure modes handled here: the store is checked at start-up (:func:`check_tracking`: an ``http(s)://`` server must
+answer within ``CONNECT_TIMEOUT_S``; a local sqlite file must open), and any failure is one
+:class:`~core.errors.RunError` naming the store; creating a sqlite store and its experiment holds a file lock
+beside it, so runs started together do not race in MLflow's schema creation; every open run is registered, so that
+:func:`end_open_runs` marks runs that a crash or signal interrupted ``FAILED`` / ``KILLED`` instead of leaving them
+``RUNNING``; a resumed run never logs a (key, step) pair it already holds. Every experiment carries the tag
+``mlflow.experimentKind = custom_model_development``, so MLflow 3's UI opens it as a model-training experiment.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+from urllib.parse import urlparse
 
 import numpy as np
 
 from core import distributed
 from core.config import TrackingConfig, flatten
+from core.errors import RunError
 
 _MAX_PARAM_CHARS = 6000
+CONNECT_TIMEOUT_S = 5.0
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+_OPEN: dict[str, "Tracker"] = {}  # run id → tracker of the runs this process has open
 
 
 def resolve_tracking_uri(configured: str = "") -> str:
@@ -40,6 +56,105 @@ def _artifact_location(uri: str) -> str | None:
     return None
 
 
+def _sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """Serialise the creation of a local sqlite store and its experiments across processes (a no-op for servers)."""
+    db = _sqlite_path(uri)
+    if db is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        yield
+
+
+def check_tracking(cfg: TrackingConfig) -> str:
+    """Check at start-up that the tracking store can be used; returns its URI.
+
+    An ``http(s)://`` server must accept a connection within ``CONNECT_TIMEOUT_S`` seconds; a local store is opened
+    (and created, under the store lock) and its experiment looked up. Disabled tracking is not checked.
+
+    Raises:
+        RunError: naming the store and what failed.
+    """
+    uri = resolve_tracking_uri(cfg.tracking_uri)
+    if not cfg.enabled or not distributed.is_main_process():
+        return uri
+    if uri.startswith(("http://", "https://")):
+        parts = urlparse(uri)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            socket.create_connection((parts.hostname, port), timeout=CONNECT_TIMEOUT_S).close()
+        except OSError as exc:
+            raise RunError(f"the MLflow tracking server {uri} is unreachable ({exc}); start it, pass another "
+                           "--tracking-uri, or set tracking.enabled=false") from None
+    _open_experiment(uri, cfg.experiment_name)
+    return uri
+
+
+def _open_experiment(uri: str, name: str) -> tuple[Any, str]:
+    """``(MlflowClient, experiment id)`` of experiment ``name`` in store ``uri``, created (with the
+    model-training tag) if missing.
+
+    Raises:
+        RunError: if the store cannot be opened (a corrupt ``mlflow.db``, a server error), naming it.
+    """
+    from mlflow.tracking import MlflowClient
+
+    try:
+        with _store_lock(uri):
+            client = MlflowClient(tracking_uri=uri)
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                experiment_id = client.create_experiment(name, artifact_location=_artifact_location(uri),
+                                                         tags=EXPERIMENT_KIND)
+            else:
+                experiment_id = experiment.experiment_id
+                if experiment.tags.get("mlflow.experimentKind") is None:
+                    for key, value in EXPERIMENT_KIND.items():
+                        client.set_experiment_tag(experiment_id, key, value)
+    except RunError:
+        raise
+    except Exception as exc:  # sqlalchemy, REST and file errors all mean: this store cannot be used
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise RunError(f"cannot use the MLflow store {uri}: {type(exc).__name__}: {first} (repair or move the "
+                       "store, pass another --tracking-uri, or set tracking.enabled=false)") from None
+    return client, experiment_id
+
+
+def end_open_runs(status: str) -> list[str]:
+    """End every run this process still has open with ``status`` (``FAILED`` after an error, ``KILLED`` after an
+    interrupt or signal); returns their ids. Called by the stage layer when a stage raises."""
+    ended = []
+    for tracker in list(_OPEN.values()):
+        with contextlib.suppress(Exception):  # the store itself may be what failed
+            tracker.end(status)
+        ended.append(tracker.run_id)
+    _OPEN.clear()
+    return ended
+
+
+def mark_interrupted(cfg: TrackingConfig, run_id: str | None) -> bool:
+    """Mark run ``run_id`` ``KILLED`` if it is still ``RUNNING`` — a run killed without a chance to say so
+    (``kill -9``, power loss) whose checkpoint a fresh run is about to replace. Returns whether it was marked."""
+    if not run_id or not cfg.enabled or not distributed.is_main_process():
+        return False
+    client, _ = _open_experiment(resolve_tracking_uri(cfg.tracking_uri), cfg.experiment_name)
+    try:
+        run = client.get_run(run_id)
+    except Exception:  # another store, or a deleted run: nothing to mark
+        return False
+    if run.info.status != "RUNNING":
+        return False
+    client.set_terminated(run_id, status="KILLED")
+    return True
+
+
 def git_commit() -> str:
     """Commit of the working tree the code runs from, or "unknown"."""
     try:
@@ -55,10 +170,15 @@ class Tracker:
 
     Args:
         cfg: tracking settings.
-        run_id: continue this run (resume) instead of creating a new one.
+        run_id: continue this run (resume) instead of creating a new one; metrics at (key, step) pairs the run
+            already holds are not logged again.
+        tags: tags of a new run (e.g. ``mlflow.parentRunId`` for a child run of a sweep).
+
+    Raises:
+        RunError: if the store cannot be used (see :func:`check_tracking`).
     """
 
-    def __init__(self, cfg: TrackingConfig, run_id: str | None = None):
+    def __init__(self, cfg: TrackingConfig, run_id: str | None = None, tags: dict[str, str] | None = None):
         self.enabled = cfg.enabled and distributed.is_main_process()
         self.uri = resolve_tracking_uri(cfg.tracking_uri)
         self.run_id = run_id
@@ -67,18 +187,16 @@ class Tracker:
             return
         from mlflow.tracking import MlflowClient
 
-        self._client = MlflowClient(tracking_uri=self.uri)
-        experiment = self._client.get_experiment_by_name(cfg.experiment_name)
-        if experiment is None:
-            self.experiment_id = self._client.create_experiment(cfg.experiment_name,
-                                                                artifact_location=_artifact_location(self.uri))
-        else:
-            self.experiment_id = experiment.experiment_id
+        self._client, self.experiment_id = _open_experiment(self.uri, cfg.experiment_name)
+        self._logged: set[tuple[str, int]] = set()  # (key, step) pairs a resumed run already holds
         if run_id is None:
-            run = self._client.create_run(self.experiment_id, run_name=cfg.run_name or None)
+            run = self._client.create_run(self.experiment_id, run_name=cfg.run_name or None, tags=dict(tags or {}))
             self.run_id = run.info.run_id
         else:
             self._client.update_run(run_id, status="RUNNING")
+            for key in self._client.get_run(run_id).data.metrics:
+                self._logged.update((key, m.step) for m in self._client.get_metric_history(run_id, key))
+        _OPEN[self.run_id] = self
 
     def log_params(self, params: dict[str, Any]) -> None:
         """Log parameters (values stringified and cut to MLflow's limit)."""
@@ -90,6 +208,12 @@ class Tracker:
         for start in range(0, len(items), 100):
             self._client.log_batch(self.run_id, params=items[start:start + 100])
 
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        """Set tags on the run (values stringified), e.g. what a resume changed."""
+        if self.enabled:
+            for key, value in tags.items():
+                self._client.set_tag(self.run_id, key, str(value)[:_MAX_PARAM_CHARS])
+
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         """Log scalar metrics at ``step`` in one batch (keys like ``train/loss``)."""
         if not self.enabled or not metrics:
@@ -97,8 +221,10 @@ class Tracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-        self._client.log_batch(self.run_id, metrics=items)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items() if (k, step) not in self._logged]
+        if items:
+            self._client.log_batch(self.run_id, metrics=items)
+        self._logged.update((k, step) for k in metrics)
 
     def log_image(self, image: np.ndarray, artifact_file: str) -> None:
         """Log an ``[H, W, 3]`` uint8 (or float in [0, 1]) image as a PNG artifact."""
@@ -119,6 +245,7 @@ class Tracker:
         """Close the run with ``FINISHED``, ``FAILED`` or ``KILLED``."""
         if self.enabled:
             self._client.set_terminated(self.run_id, status=status)
+            _OPEN.pop(self.run_id, None)
 
     def ui_command(self) -> str:
         """The shell command that opens the MLflow UI on this run's store, and where to look."""

@@ -9,7 +9,12 @@ optionally, ``log_media(step)``). The loop owns the rest:
 * atomic checkpoints every ``checkpoint_every`` steps and at the end (``<output_dir>/checkpoints/latest.pt``);
 * ``resume=True`` continues from that checkpoint with the same weights, optimizer state, RNG states and
   MLflow run, so that the resumed run ends exactly where an uninterrupted one would;
-* a non-finite loss stops the run with :class:`NonFiniteLossError`; the last good checkpoint stays.
+* a non-finite loss stops the run with :class:`NonFiniteLossError`; the last good checkpoint stays;
+* under ``torchrun`` (:mod:`core.distributed`): every rank starts from rank 0's weights, takes its slice
+  ``batch[rank::world]`` of each step's global batch (``batch_size`` is the global one and must divide evenly),
+  gradients are averaged over ranks before each Adam step (so the update is the one of the global batch), the
+  quantizers all-reduce their EMA statistics and broadcast restarts, the logged training terms are averaged over
+  ranks, every rank evaluates (identical models), and rank 0 alone logs and writes checkpoints.
 """
 
 from __future__ import annotations
@@ -27,14 +32,15 @@ import torch
 from tqdm import tqdm
 
 from core import distributed
-from core.checkpoint import load_checkpoint, save_checkpoint, stage_checkpoint
-from core.config import TrackingConfig, TrainConfig, flatten
+from core.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, stage_checkpoint
+from core.config import LR_SCHEDULES, ConfigError, TrackingConfig, TrainConfig, config_changes, flatten
+from core.errors import RunError
 from core.data import step_loader
 from core.quantize import NonFiniteInputError
-from core.tracking import Tracker, git_commit, stage_run_name
+from core.tracking import Tracker, git_commit, mark_interrupted, stage_run_name
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(RunError):
     """The training loss became NaN or Inf; the run stopped and its last good checkpoint was kept."""
 
 
@@ -67,7 +73,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-SCHEDULES = ("constant", "cosine")
 
 
 def learning_rate(step: int, base_lr: float, warmup_steps: int = 0, schedule: str = "constant",
@@ -80,8 +85,8 @@ def learning_rate(step: int, base_lr: float, warmup_steps: int = 0, schedule: st
     Raises:
         ValueError: for an unknown schedule.
     """
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown lr_schedule {schedule!r}; known: {SCHEDULES}")
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"unknown lr_schedule {schedule!r}; known: {LR_SCHEDULES}")
     lr = base_lr
     if schedule == "cosine":
         progress = min(max(step - warmup_steps, 0) / max(total_steps - warmup_steps, 1), 1.0)
@@ -105,8 +110,9 @@ def fit_stage(trainer: "Trainer", resume: bool, title: str) -> dict[str, float]:
     """Run a stage's trainer (resuming only when asked and a checkpoint exists), print its held-out metrics, its
     checkpoint and how to open its MLflow run; returns the metrics."""
     metrics = trainer.fit(resume=resume and trainer.checkpoint_path.exists())
-    print_metrics(title, metrics)
-    print(f"checkpoint: {trainer.checkpoint_path}")
+    if distributed.is_main_process():
+        print_metrics(title, metrics)
+        print(f"checkpoint: {trainer.checkpoint_path}")
     if trainer.tracker:
         print(f"MLflow UI: {trainer.tracker.ui_command()}")
     return metrics
@@ -147,7 +153,12 @@ class Trainer:
         self.config = config
         self.name = name
         self.device = resolve_device(train_cfg.device)
+        world = distributed.world_size()
+        if train_cfg.batch_size % world:
+            raise ConfigError(f"train.batch_size {train_cfg.batch_size} (the global batch) must divide evenly over "
+                              f"{world} processes")
         self.model = model.to(self.device)
+        distributed.broadcast_module(self.model)
         self.train_dataset = train_dataset
         self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=train_cfg.lr)
         self.step = 0
@@ -215,11 +226,16 @@ class Trainer:
             FileNotFoundError: ``resume`` without a checkpoint.
             NonFiniteLossError: the loss became NaN or Inf.
         """
-        run_id = None
+        run_id, changes = None, {}
         if resume:
             payload = load_checkpoint(self.checkpoint_path, self.model, self.optimizer)
             self.step = int(payload["step"])
             run_id = payload.get("mlflow_run_id")
+            changes = config_changes(payload["config"], self.config)
+            print(f"[{self.name}] resuming from step {self.step} of {self.checkpoint_path}" +
+                  "".join(f"; {k}: {a} → {b}" for k, (a, b) in changes.items()))
+        elif self.checkpoint_path.exists() and distributed.is_main_process():  # a fresh run replaces it
+            mark_interrupted(self.tracking_cfg, read_checkpoint(self.checkpoint_path).get("mlflow_run_id"))
         tracking = dataclasses.replace(self.tracking_cfg, run_name=stage_run_name(self.tracking_cfg, self.name))
         self.tracker = Tracker(tracking, run_id=run_id) if distributed.is_main_process() else None
         if self.tracker and not resume:
@@ -227,6 +243,8 @@ class Trainer:
             params.update({"stage": self.name, "git_commit": git_commit(),
                            "parameters": parameter_count(self.model), **self.extra_params()})
             self.tracker.log_params(params)
+        if self.tracker and changes:  # params keep the first values; each resume's changes become tags
+            self.tracker.set_tags({f"resumed_at_step_{self.step}.{k}": f"{a} → {b}" for k, (a, b) in changes.items()})
         status = "FAILED"
         try:
             metrics = self._loop()
@@ -259,6 +277,7 @@ class Trainer:
                 raise NonFiniteLossError(self._non_finite_message(f"loss is {loss.item()}"))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            distributed.average_gradients(self.model.parameters())
             self.optimizer.step()
             self.step += 1
             for k, v in terms.items():
@@ -267,7 +286,9 @@ class Trainer:
             bar.update(1)
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 now = time.perf_counter()
-                logged = {f"train/{k}": float(v) / count for k, v in sums.items()}
+                means = distributed.all_reduce_sum(torch.stack([v.float() for v in sums.values()])) / (
+                    count * distributed.world_size())  # over the steps since the last log and over ranks
+                logged = {f"train/{k}": float(v) for k, v in zip(sums, means)}
                 logged["train/steps_per_second"] = count / max(now - last_log, 1e-9)
                 logged["train/lr"] = lr
                 bar.set_postfix(loss=f"{logged['train/loss']:.4f}")
@@ -281,6 +302,7 @@ class Trainer:
             if distributed.is_main_process() and (self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps):
                 self.save()
         bar.close()
+        distributed.barrier()  # rank 0's last checkpoint is on disk before any rank goes on to read it
         if not metrics:  # resumed at the end: nothing left to train
             metrics = self._evaluate_and_log()
         metrics = {**metrics, **self._evaluate_and_log(self.final_metrics)}

@@ -1,18 +1,26 @@
 """The suite's one entry point.
 
-    python experiments/run.py DOMAIN [--config FILE] [--stage STAGE] [--resume] [--tracking-uri URI] [key=value ...]
+    python experiments/run.py DOMAIN [--config FILE] [--stage STAGE] [--resume | --resume-if-present]
+                                     [--tracking-uri URI] [--debug] [key=value ...]
     python experiments/run.py audio --speaker-convert        # train, then convert held-out speech between speakers
     python experiments/run.py audio --probe                  # phoneme probe of the trained codes
     python experiments/run.py image --stage reconstruct --input PHOTO_OR_FOLDER   # decode(encode(x)) of own images
 
 DOMAIN picks the experiment (``image``, ``audio``, ``video``); ``--config`` defaults to ``experiments/configs/DOMAIN/default.yaml``;
 ``key=value`` overrides any config entry by its dotted name (``quantizer.kind=ema``, ``train.steps=200``).
+
+A bad config, a missing file, an output folder in use or any other error of the suite's own checks is printed as one
+line ``error: …`` with exit code 2 (the traceback only with ``--debug``); ``Ctrl-C`` or ``SIGTERM`` ends the run's
+open MLflow runs as ``KILLED`` and exits with 130. Under ``torchrun`` every process runs this script; the process
+group is started from torchrun's environment (:func:`core.distributed.init_from_env`).
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,14 +30,17 @@ if str(ROOT) not in sys.path:
 import audio.experiment  # noqa: E402  (after the path set-up above, for `python experiments/run.py`)
 import image.experiment  # noqa: E402
 import video.experiment  # noqa: E402
+from core import distributed  # noqa: E402
+from core.errors import USER_ERRORS  # noqa: E402
+from core.stages import run_domain  # noqa: E402
 
 CONFIGS = ROOT / "experiments" / "configs"
 
-# domain name → its ``main(config_path, overrides, resume, stage, **domain options)``
+# domain name → its stage spec (config class, stages, plan)
 DOMAINS = {
-    "image": image.experiment.main,
-    "audio": audio.experiment.main,
-    "video": video.experiment.main,
+    "image": image.experiment.SPEC,
+    "audio": audio.experiment.SPEC,
+    "video": video.experiment.SPEC,
 }
 
 # options only some domains take: keyword of the domain's main → the domains that accept it
@@ -44,7 +55,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run one domain of the VQ-VAE suite.")
     parser.add_argument("domain", help=f"one of: {', '.join(sorted(DOMAINS))}")
     parser.add_argument("--config", default=None, help="YAML config (default: experiments/configs/DOMAIN/default.yaml)")
-    parser.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoints")
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument("--resume", action="store_true",
+                        help="continue from the run's latest checkpoints (an error if there is none)")
+    resume.add_argument("--resume-if-present", action="store_true",
+                        help="continue where a checkpoint exists, start fresh otherwise")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error, not one line")
     parser.add_argument("--stage", default="all", help="which stage(s) to run: all, one stage, or a comma list such as vqvae,prior")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: ./mlflow.db)")
     parser.add_argument("--speaker-convert", action="store_true",
@@ -56,7 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_intermixed_args(argv)
 
 
-def main(argv: list[str] | None = None):
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Parse ``argv`` and run the domain's stages; returns their metrics. Errors propagate (see :func:`cli`)."""
     args = parse_args(argv)
     if args.domain not in DOMAINS:
         raise SystemExit(f"unknown domain {args.domain!r}; known domains: {', '.join(sorted(DOMAINS))}")
@@ -71,8 +88,36 @@ def main(argv: list[str] | None = None):
             if args.domain not in domains:
                 raise SystemExit(f"--{flag.replace('_', '-')} is an option of: {', '.join(domains)}")
             extra[flag] = value
-    return DOMAINS[args.domain](config, overrides, resume=args.resume, stage=args.stage, **extra)
+    return run_domain(DOMAINS[args.domain], config, overrides, resume=args.resume, stage=args.stage,
+                      resume_if_present=args.resume_if_present, **extra)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """The command line: :func:`main` with the suite's errors as one line on stderr (exit code 2; the traceback
+    with ``--debug``), ``SIGTERM``/``SIGHUP`` handled like ``Ctrl-C`` (exit code 130), and the process group of a
+    ``torchrun`` launch started and ended."""
+    argv = sys.argv[1:] if argv is None else argv
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+    try:
+        distributed.init_from_env()
+        main(argv)
+        return 0
+    except KeyboardInterrupt as exc:
+        print(f"\ninterrupted ({exc or 'Ctrl-C'}); continue with --resume", file=sys.stderr)
+        return 130
+    except USER_ERRORS as exc:
+        if "--debug" in argv:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        distributed.shutdown()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from core.config import QuantizerConfig, TrackingConfig, TrainConfig
+from core.config import Limits, QuantizerConfig, TrackingConfig, TrainConfig
 
 
 @dataclass
@@ -28,6 +29,11 @@ class ImageDataConfig:
     image_size: int = 128  # folder: images are resized and center-cropped to this side
     num_workers: int = 0
 
+    LIMITS: ClassVar[Limits] = {"crop_size": (">=", 1), "val_crops": (">=", 1), "image_size": (">=", 1),
+                                "num_workers": (">=", 0)}
+    CHOICES: ClassVar[dict[str, tuple]] = {"source": ("embedded", "cifar10", "folder"),
+                                           "colour_augment": ("none", "channel_permutation")}
+
 
 @dataclass
 class ImageModelConfig:
@@ -42,6 +48,11 @@ class ImageModelConfig:
     # each position decodes from its 3×3 code neighbourhood; +0.6 dB held-out on the embedded default) or 1 (1×1)
     decoder_input_kernel: int = 3
     likelihood: str = "gaussian"  # decoder p(x|z_q): "gaussian" (MSE; paper eq. 3) or "categorical" (256-way softmax)
+
+    LIMITS: ClassVar[Limits] = {"in_channels": (">=", 1), "hidden_channels": (">=", 1),
+                                "residual_channels": (">=", 1), "num_residual_blocks": (">=", 0),
+                                "num_downsamples": (">=", 0), "decoder_input_kernel": (">=", 1)}
+    CHOICES: ClassVar[dict[str, tuple]] = {"likelihood": ("gaussian", "categorical")}
 
 
 @dataclass
@@ -58,6 +69,9 @@ class ImagePriorConfig:
     temperature: float = 1.0
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1000, batch_size=64, lr=1e-3, eval_every=250,
                                                                    log_every=50, checkpoint_every=250))
+
+    LIMITS: ClassVar[Limits] = {"code_items": (">=", 1), "channels": (">=", 1), "num_layers": (">=", 1),
+                                "kernel_size": (">=", 1), "samples": (">=", 1), "temperature": (">", 0)}
 
 
 @dataclass

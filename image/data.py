@@ -84,7 +84,7 @@ def embedded_images(split: str) -> list[tuple[str, np.ndarray]]:
         if name in images:
             raise ValueError(f"two embedded images are named {name!r}; the train/val split would be ambiguous")
         with Image.open(path) as img:
-            images[name] = np.asarray(img.convert("RGB"), dtype=np.uint8)  # [H, W, 3]
+            images[name] = np.asarray(to_rgb8(img), dtype=np.uint8)  # [H, W, 3]
     return sorted(images.items())
 
 
@@ -213,12 +213,33 @@ class TensorImages(Dataset):
         return self.images[i], int(self.labels[i])
 
 
+def to_rgb8(img: Image.Image) -> Image.Image:
+    """``img`` as 8-bit RGB with its full range kept.
+
+    PIL's ``convert("RGB")`` clips 16-bit grayscale (modes ``I;16*`` and ``I``, e.g. 16-bit PNGs) at 255, turning
+    most of the image white; here they are scaled by 255/65535. Palette images with transparency go through RGBA
+    (the alpha channel is dropped, as for RGBA images).
+
+    Raises:
+        ValueError: for floating-point images (mode ``F``), whose range is unknown.
+    """
+    if img.mode.startswith("I;16") or img.mode == "I":
+        values = np.asarray(img, dtype=np.float64)  # [H, W] in 0..65535
+        gray = np.clip(np.round(values * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")  # [H, W] uint8 → L → RGB
+    if img.mode == "F":
+        raise ValueError("floating-point (mode F) images are not supported: their value range is unknown")
+    if img.mode in ("P", "PA"):
+        img = img.convert("RGBA")
+    return img.convert("RGB")
+
+
 def load_rgb(path: str) -> Image.Image:
-    """The image at ``path`` as RGB (``ImageFolder``'s loader, and the reconstruct stage's); ``ValueError`` naming
-    ``path`` if it cannot be read."""
+    """The image at ``path`` as 8-bit RGB (:func:`to_rgb8`; ``ImageFolder``'s loader, and the reconstruct stage's);
+    ``ValueError`` naming ``path`` if it cannot be read."""
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")  # convert() loads the pixels, so a truncated file fails here
+            return to_rgb8(img)  # converting loads the pixels, so a truncated file fails here
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ValueError(f"cannot read image {path}: {e}") from e
 

@@ -1,7 +1,7 @@
 """The image experiment: train the VQ-VAE, evaluate on held-out images, fit the prior, log everything to MLflow.
 
 ``python experiments/run.py image [--config FILE] [--stage all|vqvae|prior|sample] [--resume] [key=value ...]``
-lands in :func:`main`.
+runs the stages of :data:`SPEC` (through :func:`core.stages.run_domain`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 from core.checkpoint import earlier_stage_checkpoint, stage_checkpoint
 from core.config import QuantizerConfig, TrackingConfig, TrainConfig, to_dict
 from core.data import data_variance
-from core.stages import DomainSpec, StageContext, run_domain
+from core.stages import DomainSpec, StageContext
 from core.tracking import stage_tracker
 from core.trainer import (
     Trainer,
@@ -203,20 +203,16 @@ def _check_input(requested: list[str], ctx: StageContext) -> None:
 
 
 # ``all`` = vqvae → prior (whose end logs samples and bits/dim); ``reconstruct`` needs the ``input`` option.
+def _needs_vqvae(cfg: ImageConfig) -> dict[str, Path]:
+    return {"vqvae": _vqvae_checkpoint(cfg)}
+
+
 SPEC = DomainSpec(
     name="image", config_class=ImageConfig, all_stages=("vqvae", "prior"), validate=_check_input,
+    requires={"prior": _needs_vqvae, "reconstruct": _needs_vqvae,
+              "sample": lambda cfg: {**_needs_vqvae(cfg), "prior": stage_checkpoint(cfg.train.output_dir, "prior")}},
     stages={"vqvae": lambda ctx: run_vqvae(ctx.cfg, *_datasets(ctx), ctx.resume),
             "prior": lambda ctx: run_prior(ctx.cfg, *_datasets(ctx), ctx.resume),
             "sample": lambda ctx: run_sample(ctx.cfg),
             "reconstruct": lambda ctx: run_reconstruct(ctx.cfg, ctx.options["input"])})
 STAGES = SPEC.known()
-
-
-def main(config_path: str | Path, overrides: list[str], resume: bool = False, stage: str = "all",
-         input: str | None = None) -> dict[str, float]:
-    """Run the image experiment's stages (:data:`SPEC`; ``stage`` may be a comma list); returns their metrics.
-
-    Raises:
-        ValueError: for an unknown stage, or ``input`` given without (or missing for) the reconstruct stage.
-    """
-    return run_domain(SPEC, config_path, overrides, resume, stage, input=input)

@@ -7,8 +7,9 @@ codes of frame t given the codes of earlier frames and the action, which generat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from core.config import QuantizerConfig, TrackingConfig, TrainConfig
+from core.config import Limits, QuantizerConfig, TrackingConfig, TrainConfig
 from image.config import ImageModelConfig
 
 
@@ -26,6 +27,10 @@ class VideoEnvConfig:
     render_size: int = 0  # miniworld: side the env renders at before an area resize to frame_size (0: frame_size)
     frame_skip: int = 4  # vizdoom: game tics per action (miniworld moves a fixed step per action)
     max_episode_steps: int = 0  # 0: the environment's own episode limit
+
+    LIMITS: ClassVar[Limits] = {"frame_size": (">=", 1), "render_size": (">=", 0), "frame_skip": (">=", 1),
+                                "max_episode_steps": (">=", 0)}
+    CHOICES: ClassVar[dict[str, tuple]] = {"backend": ("miniworld", "vizdoom")}
 
 
 @dataclass
@@ -52,6 +57,11 @@ class VideoDataConfig:
     val_frames: int = 4096  # held-out frames for the frame VQ-VAE's evaluation (evenly spaced; 0: all)
     num_workers: int = 0
 
+    LIMITS: ClassVar[Limits] = {"train_episodes": (">=", 1), "val_episodes": (">=", 1),
+                                "steps_per_episode": (">=", 1), "action_repeat": (">=", 1), "val_frames": (">=", 0),
+                                "num_workers": (">=", 0)}
+    CHOICES: ClassVar[dict[str, tuple]] = {"source": ("record", "folder")}
+
 
 @dataclass
 class VideoPriorConfig:
@@ -77,6 +87,10 @@ class VideoPriorConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=10000, batch_size=64, lr=3e-4,
                                                                    eval_every=1000, log_every=50,
                                                                    checkpoint_every=1000))
+
+    LIMITS: ClassVar[Limits] = {"context_frames": (">=", 1), "given_frames": (">=", 1),
+                                "generated_frames": (">=", 1), "temperature": (">", 0), "eval_windows": (">=", 1),
+                                "eval_stride": (">=", 1), "val_windows": (">=", 1), "media_examples": (">=", 0)}
 
 
 @dataclass

@@ -2,7 +2,7 @@
 in its latent space, then generate futures from real frames and score them against the environment's truth.
 
 ``python experiments/run.py video [--config FILE] [--stage all|record|vqvae|prior|generate] [--resume] [key=value ...]``
-lands in :func:`main`.
+runs the stages of :data:`SPEC` (through :func:`core.stages.run_domain`).
 
 Axis legend: N frames or windows, T actions, G given frames, F generated frames, H W frame size, h w latent grid.
 """
@@ -20,7 +20,7 @@ import torch
 
 from core.checkpoint import earlier_stage_checkpoint, stage_checkpoint
 from core.data import data_variance
-from core.stages import DomainSpec, StageContext, run_domain
+from core.stages import DomainSpec, StageContext
 from core.tracking import stage_tracker
 from core.trainer import fit_stage, resolve_device
 from image.experiment import ImageVQVAETrainer
@@ -231,14 +231,10 @@ def _after_record(run):
 # ``all`` = record → vqvae → prior → generate; every stage reads the recorded episodes first.
 SPEC = DomainSpec(
     name="video", config_class=VideoConfig,
+    requires={"prior": lambda cfg: {"vqvae": _vqvae_checkpoint(cfg)},
+              "generate": lambda cfg: {"vqvae": _vqvae_checkpoint(cfg), "prior": _prior_checkpoint(cfg)}},
     stages={"record": lambda ctx: _recorded(ctx)[1],
             "vqvae": _after_record(lambda ctx, splits: run_vqvae(ctx.cfg, splits, ctx.resume)),
             "prior": _after_record(lambda ctx, splits: run_prior(ctx.cfg, splits, ctx.resume)),
             "generate": _after_record(lambda ctx, splits: run_generate(ctx.cfg, splits))})
 STAGES = SPEC.known()
-
-
-def main(config_path: str | Path, overrides: list[str], resume: bool = False, stage: str = "all") -> dict[str, float]:
-    """Run the video experiment's stages (:data:`SPEC`; ``stage`` may be a comma list); returns their metrics (a
-    later stage's value wins on a shared key)."""
-    return run_domain(SPEC, config_path, overrides, resume, stage)

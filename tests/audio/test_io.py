@@ -83,3 +83,10 @@ def test_stereo_is_averaged(tmp_path):
     y = read_audio(path, 16000)
     assert y.shape == (100,)
     assert torch.allclose(y, torch.full((100,), 0.125))
+
+
+def test_write_audio_refuses_non_finite_samples_and_writes_nothing(tmp_path):
+    for bad in (np.full(100, np.nan), np.array([0.1, np.inf, -0.2])):
+        with pytest.raises(ValueError, match="NaN/Inf samples"):
+            write_audio(tmp_path / "bad.wav", bad, 16000)
+    assert list(tmp_path.iterdir()) == []

@@ -4,13 +4,19 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from core.config import TrainConfig
+from core.config import TrackingConfig, TrainConfig
 from core.stages import DomainSpec, StageContext, parse_stages, run_domain
 
 
 @dataclass
 class _Cfg:
     train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(enabled=False))
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the runs hold (and create) train.output_dir under the working directory
 
 
 def _spec(log, **kw):

@@ -359,3 +359,27 @@ def test_a_cifar_array_of_python_objects_is_refused(cifar_root):
     _write_py2_pickle(cifar_root / "cifar-10-batches-py" / "test_batch", batch)
     with pytest.raises(ValueError, match="test_batch.*(objects|refused)"):
         cifar10(str(cifar_root), train=False)
+
+
+def test_sixteen_bit_and_palette_images_keep_their_range(tmp_path):
+    from image.data import load_rgb
+
+    ramp = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)  # 0 .. 65520
+    Image.fromarray(ramp).save(tmp_path / "deep.png")  # a 16-bit grayscale PNG
+    with Image.open(tmp_path / "deep.png") as img:
+        assert img.mode.startswith("I")  # the mode that convert("RGB") clips at 255
+        assert np.asarray(img.convert("RGB")).mean() > 250  # the clipping this guards against
+    rgb = np.asarray(load_rgb(str(tmp_path / "deep.png")))
+    assert rgb.shape == (64, 64, 3) and np.array_equal(rgb[..., 0], rgb[..., 2])
+    assert np.array_equal(rgb[..., 0], np.round(ramp / 257.0).astype(np.uint8))  # 65535 → 255, scaled not clipped
+
+    colours = np.array([[255, 0, 0], [0, 128, 255], [10, 200, 30]], dtype=np.uint8)
+    index = np.arange(12).reshape(3, 4) % 3
+    pal = Image.fromarray(index.astype(np.uint8), mode="P")
+    pal.putpalette(colours.reshape(-1).tolist())
+    pal.info["transparency"] = 1
+    pal.save(tmp_path / "pal.png")
+    assert np.array_equal(np.asarray(load_rgb(str(tmp_path / "pal.png"))), colours[index])
+    Image.fromarray(np.zeros((4, 4), np.float32)).save(tmp_path / "float.tiff")
+    with pytest.raises(ValueError, match="float.tiff.*mode F"):
+        load_rgb(str(tmp_path / "float.tiff"))

@@ -1,0 +1,15 @@
+"""The suite's own run-time errors: what ``experiments/run.py`` prints as one line (exit code 2) instead of a traceback.
+
+Configuration mistakes raise :class:`core.config.ConfigError` (a ``ValueError``); missing files ``FileNotFoundError``;
+what goes wrong once a run is under way raises a :class:`RunError` subclass with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+
+class RunError(RuntimeError):
+    """A run cannot start or go on (output folder in use, nothing to resume, tracking store unreachable, …)."""
+
+
+# what experiments/run.py reports as one line: the suite's own errors and the bad-input errors its checks raise
+USER_ERRORS = (RunError, ValueError, OSError)
