@@ -195,7 +195,13 @@ def _build(cls: type, values: dict, prefix: str = "") -> Any:
     if unknown:
         raise ConfigError(f"unknown config key {prefix}{unknown[0]!s}; known keys in "
                           f"{prefix.rstrip('.') or cls.__name__}: {', '.join(names)}")
-    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in values.items()}
+    defaults = {f.name: f.default_factory() for f in dataclasses.fields(cls)
+                if f.default_factory is not dataclasses.MISSING}
+    kwargs = {}
+    for k, v in values.items():
+        if isinstance(v, dict) and dataclasses.is_dataclass(defaults.get(k)):
+            v = _merge(dataclasses.asdict(defaults[k]), v)  # a partial section keeps the field's own defaults
+        kwargs[k] = _coerce(v, hints[k], prefix + k)
     cfg = cls(**kwargs)
     check_limits(cfg, prefix)
     return cfg

@@ -7,7 +7,8 @@ point elsewhere (e.g. an ``http://`` server). Only rank 0 logs; other ranks get 
 Metric keys are ``split/name`` (``train/recon_loss``, ``val/psnr``).
 
 Failure modes handled here: the store is checked at start-up (:func:`check_tracking`: an ``http(s)://`` server must
-answer within ``CONNECT_TIMEOUT_S``; a local sqlite file must open), and any failure is one
+answer within ``CONNECT_TIMEOUT_S``, and later requests time out after ``HTTP_LIMITS`` unless set in the
+environment; a local sqlite file must open), and any failure is one
 :class:`~core.errors.RunError` naming the store; creating a sqlite store and its experiment holds a file lock
 beside it, so runs started together do not race in MLflow's schema creation; every open run is registered, so that
 :func:`end_open_runs` marks runs that a crash or signal interrupted ``FAILED`` / ``KILLED`` instead of leaving them
@@ -20,13 +21,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import logging
 import os
-import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import urlparse
 
 import numpy as np
 
@@ -36,6 +38,7 @@ from core.errors import RunError
 
 _MAX_PARAM_CHARS = 6000
 CONNECT_TIMEOUT_S = 5.0
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2"}  # seconds, retries
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 _OPEN: dict[str, "Tracker"] = {}  # run id → tracker of the runs this process has open
 
@@ -86,13 +89,16 @@ def check_tracking(cfg: TrackingConfig) -> str:
     if not cfg.enabled or not distributed.is_main_process():
         return uri
     if uri.startswith(("http://", "https://")):
-        parts = urlparse(uri)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        for key, value in HTTP_LIMITS.items():  # later requests: bounded too, unless the user set them
+            os.environ.setdefault(key, value)
         try:
-            socket.create_connection((parts.hostname, port), timeout=CONNECT_TIMEOUT_S).close()
-        except OSError as exc:
-            raise RunError(f"the MLflow tracking server {uri} is unreachable ({exc}); start it, pass another "
-                           "--tracking-uri, or set tracking.enabled=false") from None
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=CONNECT_TIMEOUT_S).close()
+        except urllib.error.HTTPError:
+            pass  # it answered
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise RunError(f"the MLflow tracking server {uri} did not answer within {CONNECT_TIMEOUT_S:g} s ({reason}); "
+                           "start it, pass another --tracking-uri, or set tracking.enabled=false") from None
     _open_experiment(uri, cfg.experiment_name)
     return uri
 
@@ -106,6 +112,8 @@ def _open_experiment(uri: str, name: str) -> tuple[Any, str]:
     """
     from mlflow.tracking import MlflowClient
 
+    for logger in ("mlflow.store.db.utils", "alembic.runtime.migration"):  # schema set-up chatter on a new store
+        logging.getLogger(logger).setLevel(logging.WARNING)
     try:
         with _store_lock(uri):
             client = MlflowClient(tracking_uri=uri)

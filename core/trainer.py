@@ -263,7 +263,9 @@ class Trainer:
         loader = step_loader(self.train_dataset, cfg.batch_size, cfg.seed, self.step, cfg.steps, self.num_workers)
         sums: dict[str, torch.Tensor] = {}  # running sums kept as tensors: no device sync per step
         count, last_log, metrics = 0, time.perf_counter(), {}
-        bar = tqdm(total=cfg.steps, initial=self.step, desc=self.name, disable=None, dynamic_ncols=True)
+        main = distributed.is_main_process()  # the other ranks train silently
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=self.name, disable=None if main else True,
+                   dynamic_ncols=True)
         for batch in loader:
             lr = learning_rate(self.step, cfg.lr, cfg.warmup_steps, cfg.lr_schedule, cfg.steps)
             for group in self.optimizer.param_groups:
@@ -297,9 +299,10 @@ class Trainer:
                 sums, count, last_log = {}, 0, now
             if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
                 metrics = self._evaluate_and_log()
-                bar.write(f"[{self.name}] step {self.step}: " +
-                          ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-            if distributed.is_main_process() and (self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps):
+                if main:
+                    bar.write(f"[{self.name}] step {self.step}: " +
+                              ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+            if main and (self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps):
                 self.save()
         bar.close()
         distributed.barrier()  # rank 0's last checkpoint is on disk before any rank goes on to read it

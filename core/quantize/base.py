@@ -175,8 +175,7 @@ class CodebookQuantizer(nn.Module):
             self.initialized.fill_(True)
             return
         if self.dead_code_restart and int(self.calls_since_restart) >= self.restart_every:
-            usage = distributed.all_reduce_sum(self.code_usage.clone())  # [G, K]
-            dead = usage < self.restart_threshold  # [G, K]
+            dead = self.code_usage < self.restart_threshold  # [G, K], counts of all ranks (_record_usage)
             for g in range(self.num_codebooks):
                 count = int(dead[g].sum())
                 if count:
@@ -191,8 +190,8 @@ class CodebookQuantizer(nn.Module):
     def _record_usage(self, indices: torch.Tensor) -> torch.Tensor:
         """Code counts ``[G, K]`` of this call's ``indices`` ``[N, G]``; accumulated for dead-code restart."""
         counts = code_counts(indices, self.codebook_size)
-        if self.training and self.dead_code_restart:
-            self.code_usage += counts
+        if self.training and self.dead_code_restart:  # summed over ranks: the buffer is the same on every rank
+            self.code_usage += distributed.all_reduce_sum(counts.clone())
             self.calls_since_restart += 1
         return counts
 

@@ -2,6 +2,9 @@
 
 from dataclasses import dataclass, field
 
+import dataclasses
+import re
+
 import pytest
 
 from core.config import (ConfigError, QuantizerConfig, TrainConfig, apply_overrides, flatten, from_dict, load_config,
@@ -125,3 +128,68 @@ def test_quantizer_settings_are_read_from_the_chosen_quantizers_signature():
         QuantizerConfig(kind="vq", decay=0.9).build_kwargs()
     with pytest.raises(ConfigError, match="unknown kind 'rvq'"):
         QuantizerConfig(kind="rvq").build_kwargs()
+
+
+# ------------------------------------------------------------------ ranges checked when the config loads
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.steps=0", "train.steps must be >= 1, got 0"),
+    ("train.steps=-5", "train.steps must be >= 1, got -5"),
+    ("train.eval_every=0", "train.eval_every must be >= 1"),
+    ("train.log_every=0", "train.log_every must be >= 1"),
+    ("train.checkpoint_every=0", "train.checkpoint_every must be >= 1"),
+    ("train.lr=0", "train.lr must be > 0"),
+    ("train.lr_schedule=linear", "train.lr_schedule: unknown value 'linear'; known lr_schedules: constant, cosine"),
+    ("quantizer.decay=1.0", "quantizer.decay must be < 1"),
+])
+def test_values_that_could_only_fail_later_are_refused_at_load(override, message):
+    from core.config import ConfigError, QuantizerConfig, TrainConfig, load_config
+
+    @dataclasses.dataclass
+    class Cfg:
+        train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+        quantizer: QuantizerConfig = dataclasses.field(default_factory=QuantizerConfig)
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(Cfg, None, [override])
+
+
+@pytest.mark.parametrize("domain, override, message", [
+    ("image", "data.val_crops=0", "data.val_crops must be >= 1"),
+    ("image", "prior.samples=0", "prior.samples must be >= 1"),
+    ("image", "prior.temperature=0", "prior.temperature must be > 0"),
+    ("image", "prior.train.eval_every=0", "prior.train.eval_every must be >= 1"),
+    ("audio", "prior.temperature=0", "prior.temperature must be > 0"),
+    ("audio", "data.val_fraction=1", "data.val_fraction must be < 1"),
+    ("video", "prior.temperature=0", "prior.temperature must be > 0"),
+    ("video", "prior.generated_frames=0", "prior.generated_frames must be >= 1"),
+    ("video", "env.backend=dmlab", "known backends: miniworld, vizdoom"),
+])
+def test_domain_ranges_are_refused_at_load(domain, override, message):
+    import importlib
+
+    from core.config import ConfigError, load_config
+
+    cls = {"image": "ImageConfig", "audio": "AudioConfig", "video": "VideoConfig"}[domain]
+    config_class = getattr(importlib.import_module(f"{domain}.config"), cls)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(config_class, None, [override])
+
+
+def test_config_changes_and_what_may_change_on_resume():
+    from core.config import config_changes, resumable
+
+    old = {"train": {"steps": 10, "lr": 1e-3}, "prior": {"train": {"steps": 5}, "grid": [8, 8]}}
+    new = {"train": {"steps": 20, "lr": 1e-3}, "prior": {"train": {"steps": 5}, "grid": (8, 8)}, "extra": {"x": 1}}
+    assert config_changes(old, new) == {"extra.x": (None, 1), "train.steps": (10, 20)}
+    assert resumable("train.steps") and resumable("prior.train.steps") and resumable("tracking.run_name")
+    assert not resumable("quantizer.beta") and not resumable("train.lr") and not resumable("train.stepsize")
+
+
+def test_a_partial_section_keeps_the_fields_own_defaults():
+    from image.config import ImageConfig
+
+    cfg = load_config(ImageConfig, None, ["tracking.run_name=x", "prior.train.steps=7"])
+    assert cfg.tracking.experiment_name == "vqvae-image" and cfg.tracking.run_name == "x"
+    assert cfg.prior.train.steps == 7 and cfg.prior.train.checkpoint_every == 250  # the prior's default, not 500

@@ -66,3 +66,110 @@ def test_a_stage_tracker_logs_the_config_commit_and_stage_like_a_training_stage(
     params = run.data.params
     assert params["train.steps"] == "9" and params["stage"] == "sample" and params["derived.vqvae_hash"] == "abc"
     assert params["git_commit"] == git_commit()
+
+
+# ------------------------------------------------------------------ failure modes
+
+
+def _uri(tmp_path):
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def test_experiments_open_as_model_training_experiments(tmp_path):
+    tracker = Tracker(TrackingConfig(tracking_uri=_uri(tmp_path), experiment_name="kinds"))
+    tracker.end()
+    experiment = MlflowClient(_uri(tmp_path)).get_experiment(tracker.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_a_resumed_run_logs_no_key_step_pair_twice(tmp_path):
+    cfg = TrackingConfig(tracking_uri=_uri(tmp_path))
+    first = Tracker(cfg)
+    for step in (1, 2, 3, 4):
+        first.log_metrics({"train/loss": float(step)}, step)
+    run_id = first.run_id  # killed here; the checkpoint was at step 2
+    resumed = Tracker(cfg, run_id=run_id)
+    for step in (3, 4, 5):
+        resumed.log_metrics({"train/loss": 10.0 + step, "val/psnr": 1.0}, step)
+    resumed.log_metrics({"val/psnr": 2.0}, 5)  # the same pair again within one run
+    resumed.end()
+    client = MlflowClient(_uri(tmp_path))
+    loss = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "train/loss"))
+    assert loss == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0), (5, 15.0)]
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "val/psnr")] == [(3, 1.0), (4, 1.0), (5, 1.0)]
+
+
+def test_interrupted_runs_are_ended_killed_or_failed_not_left_running(tmp_path):
+    from core.tracking import end_open_runs, mark_interrupted
+
+    cfg = TrackingConfig(tracking_uri=_uri(tmp_path))
+    a, b = Tracker(cfg), Tracker(cfg)
+    b.end()
+    assert end_open_runs("KILLED") == [a.run_id]
+    client = MlflowClient(_uri(tmp_path))
+    assert client.get_run(a.run_id).info.status == "KILLED" and client.get_run(b.run_id).info.status == "FINISHED"
+    orphan = Tracker(cfg)  # a run whose process was killed -9: nobody ended it
+    from core import tracking
+
+    tracking._OPEN.clear()
+    assert client.get_run(orphan.run_id).info.status == "RUNNING"
+    assert mark_interrupted(cfg, orphan.run_id) and client.get_run(orphan.run_id).info.status == "KILLED"
+    assert not mark_interrupted(cfg, b.run_id)  # finished runs stay as they are
+
+
+def test_an_unreachable_or_silent_server_fails_fast_with_one_message(tmp_path, monkeypatch):
+    import socket
+    import time
+
+    import pytest
+
+    from core import tracking
+    from core.errors import RunError
+
+    monkeypatch.setattr(tracking, "CONNECT_TIMEOUT_S", 0.5)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)  # accepts connections, never answers
+    port = silent.getsockname()[1]
+    start = time.perf_counter()
+    with pytest.raises(RunError, match=f"http://127.0.0.1:{port} did not answer within 0.5 s"):
+        tracking.check_tracking(TrackingConfig(tracking_uri=f"http://127.0.0.1:{port}"))
+    silent.close()
+    with pytest.raises(RunError, match="did not answer"):
+        tracking.check_tracking(TrackingConfig(tracking_uri=f"http://127.0.0.1:{port}"))  # now closed: refused
+    assert time.perf_counter() - start < 10
+    assert tracking.check_tracking(TrackingConfig(tracking_uri=f"http://127.0.0.1:{port}", enabled=False))
+
+
+def test_a_corrupt_store_is_named(tmp_path):
+    import pytest
+
+    from core.errors import RunError
+    from core.tracking import check_tracking
+
+    (tmp_path / "mlflow.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(RunError, match=f"cannot use the MLflow store {_uri(tmp_path)}.*not a database"):
+        check_tracking(TrackingConfig(tracking_uri=_uri(tmp_path)))
+
+
+CREATE_IN_CHILD = """
+import sys
+from core.config import TrackingConfig
+from core.tracking import Tracker
+Tracker(TrackingConfig(tracking_uri=sys.argv[1], experiment_name="race")).end()
+"""
+
+
+def test_runs_started_together_on_a_fresh_store_all_succeed(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+    children = [subprocess.Popen([sys.executable, "-c", CREATE_IN_CHILD, _uri(tmp_path)], cwd=root,
+                                 stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    errors = [c.communicate()[1] for c in children]
+    assert [c.returncode for c in children] == [0, 0, 0], errors
+    client = MlflowClient(_uri(tmp_path))
+    runs = client.search_runs([client.get_experiment_by_name("race").experiment_id])
+    assert sorted(r.info.status for r in runs) == ["FINISHED"] * 3
