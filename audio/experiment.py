@@ -202,6 +202,7 @@ def _stages() -> dict:
 
 
 SPEC = DomainSpec(name="audio", config_class=AudioConfig, stages=_stages(), plan=_plan,
+                  main_metric=("vqvae", "val/recon_loss"),
                   requires={"probe": _needs_vqvae, "convert": _needs_vqvae, "prior": _needs_vqvae,
                             "sample": lambda cfg: {**_needs_vqvae(cfg),
                                                    "prior": stage_checkpoint(cfg.train.output_dir, "prior")}})

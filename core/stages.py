@@ -74,6 +74,8 @@ class DomainSpec:
             ``ValueError``).
         requires: stage → ``cfg → {earlier stage: its checkpoint path}``: checkpoints a stage reads; each must exist
             at start-up unless that earlier stage runs before it in the same plan.
+        main_metric: ``(stage, metric key)`` of the held-out number a sweep plots against the step per variant.
+        summary_metrics: final metrics (as the stages return them) a sweep's comparison table shows first.
     """
 
     name: str
@@ -83,6 +85,8 @@ class DomainSpec:
     plan: Callable[[list[str], StageContext], list[str]] | None = None
     validate: Callable[[list[str], StageContext], None] | None = None
     requires: dict[str, Callable[[Any], dict[str, Path]]] = field(default_factory=dict)
+    main_metric: tuple[str, str] = ("vqvae", "val/psnr")
+    summary_metrics: tuple[str, ...] = ()
 
     def known(self) -> tuple[str, ...]:
         return (ALL, *self.stages)

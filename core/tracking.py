@@ -41,6 +41,20 @@ CONNECT_TIMEOUT_S = 5.0
 HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2"}  # seconds, retries
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 _OPEN: dict[str, "Tracker"] = {}  # run id → tracker of the runs this process has open
+_PARENT: list[str] = []  # the sweep run new runs are children of (innermost last)
+
+
+@contextlib.contextmanager
+def child_runs_of(parent_run_id: str | None) -> Iterator[None]:
+    """Runs created inside the block are child runs of ``parent_run_id`` (MLflow tag ``mlflow.parentRunId``), so
+    the UI groups them under it (see :mod:`core.sweep`). ``None`` (tracking disabled): no effect."""
+    if parent_run_id:
+        _PARENT.append(parent_run_id)
+    try:
+        yield
+    finally:
+        if parent_run_id:
+            _PARENT.pop()
 
 
 def resolve_tracking_uri(configured: str = "") -> str:
@@ -198,7 +212,8 @@ class Tracker:
         self._client, self.experiment_id = _open_experiment(self.uri, cfg.experiment_name)
         self._logged: set[tuple[str, int]] = set()  # (key, step) pairs a resumed run already holds
         if run_id is None:
-            run = self._client.create_run(self.experiment_id, run_name=cfg.run_name or None, tags=dict(tags or {}))
+            tags = {**({"mlflow.parentRunId": _PARENT[-1]} if _PARENT else {}), **(tags or {})}
+            run = self._client.create_run(self.experiment_id, run_name=cfg.run_name or None, tags=tags)
             self.run_id = run.info.run_id
         else:
             self._client.update_run(run_id, status="RUNNING")
@@ -233,6 +248,29 @@ class Tracker:
         if items:
             self._client.log_batch(self.run_id, metrics=items)
         self._logged.update((k, step) for k in metrics)
+
+    def log_table(self, columns: dict[str, list[Any]], artifact_file: str) -> None:
+        """Log a table (column name → values, all of one length) as a JSON artifact the UI shows as a table."""
+        if self.enabled:
+            self._client.log_table(self.run_id, data=columns, artifact_file=artifact_file)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        """Log a text artifact (Markdown, CSV, …)."""
+        if self.enabled:
+            self._client.log_text(self.run_id, text, artifact_file)
+
+    def child_metric_history(self, name_suffix: str, key: str) -> list[tuple[int, float]]:
+        """``(step, value)`` of metric ``key`` of this run's child run whose name ends with ``name_suffix`` (the
+        newest such child); empty if there is none."""
+        if not self.enabled:
+            return []
+        children = self._client.search_runs([self.experiment_id],
+                                            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'",
+                                            order_by=["attributes.start_time DESC"])
+        for child in children:
+            if (child.info.run_name or "").endswith(name_suffix):
+                return [(m.step, m.value) for m in self._client.get_metric_history(child.info.run_id, key)]
+        return []
 
     def log_image(self, image: np.ndarray, artifact_file: str) -> None:
         """Log an ``[H, W, 3]`` uint8 (or float in [0, 1]) image as a PNG artifact."""

@@ -33,6 +33,7 @@ import video.experiment  # noqa: E402
 from core import distributed  # noqa: E402
 from core.errors import USER_ERRORS  # noqa: E402
 from core.stages import run_domain  # noqa: E402
+from core.sweep import run_sweep  # noqa: E402
 
 CONFIGS = ROOT / "experiments" / "configs"
 
@@ -68,6 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--probe", action="store_true", help="audio: the phoneme probe of the trained codes")
     parser.add_argument("--input", default=None,
                         help="image --stage reconstruct: an image file or a folder of images to reconstruct")
+    parser.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2",
+                        help="run one variant per value (several --sweep: every combination) as child runs of one "
+                             "MLflow parent run that compares them, e.g. --sweep quantizer.kind=vq,ema,sq")
     parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. quantizer.beta=0.5")
     return parser.parse_intermixed_args(argv)
 
@@ -88,6 +92,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             if args.domain not in domains:
                 raise SystemExit(f"--{flag.replace('_', '-')} is an option of: {', '.join(domains)}")
             extra[flag] = value
+    if args.sweep:
+        if args.resume or args.resume_if_present:
+            raise SystemExit("--sweep starts fresh variants; resume a variant by its own train.output_dir instead")
+        return run_sweep(DOMAINS[args.domain], config, overrides, args.sweep, stage=args.stage, **extra)
     return run_domain(DOMAINS[args.domain], config, overrides, resume=args.resume, stage=args.stage,
                       resume_if_present=args.resume_if_present, **extra)
 

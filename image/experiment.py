@@ -209,6 +209,8 @@ def _needs_vqvae(cfg: ImageConfig) -> dict[str, Path]:
 
 SPEC = DomainSpec(
     name="image", config_class=ImageConfig, all_stages=("vqvae", "prior"), validate=_check_input,
+    summary_metrics=("psnr", "bicubic_psnr", "nature/psnr", "nature/bicubic_psnr", "perplexity", "dead_codes",
+                     "nll_bits_per_code", "bits_per_dim"),
     requires={"prior": _needs_vqvae, "reconstruct": _needs_vqvae,
               "sample": lambda cfg: {**_needs_vqvae(cfg), "prior": stage_checkpoint(cfg.train.output_dir, "prior")}},
     stages={"vqvae": lambda ctx: run_vqvae(ctx.cfg, *_datasets(ctx), ctx.resume),

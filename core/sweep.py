@@ -1,0 +1,186 @@
+"""Sweeps: several variants of one run side by side in the MLflow UI.
+
+``python experiments/run.py image --sweep quantizer.kind=vq,ema,sq --sweep train.seed=0,1`` runs every combination
+(here 3 × 2 variants) one after the other. Each variant is the ordinary run with its ``key=value`` overrides added,
+its own ``train.output_dir`` (``<output_dir>/sweep/<variant>``) and its own run names. In MLflow (tag
+``mlflow.parentRunId``) the sweep is one parent run with one child run per variant, and each variant's stage runs
+(``vqvae``, ``prior``, …) are children of its variant run. A variant run holds the variant's resolved config as
+params and its final metrics (all stages merged, as ``val/<metric>``), so selecting the variant runs and pressing *Compare* in the UI
+lays them side by side (params that differ, metrics, parallel coordinates). The parent run logs, when all
+variants are done:
+
+* ``comparison.json`` — one row per variant: the swept values and every final metric (``Tracker.log_table``,
+  shown by the UI's artifact viewer), and ``comparison.md``, the same as a Markdown table, also printed;
+* ``comparison_<metric>.png`` — the domain's main held-out metric against the training step, one line per
+  variant (e.g. ``val/psnr`` of the image VQ-VAE stage);
+* ``<variant>/val/<metric>`` metrics with the final values (``kind_vq/val/psnr``: "=" and "," become "_"), so the parent's own chart view compares them too.
+
+Every variant's config is loaded (and so checked) before the first one starts. A variant that fails is reported
+and the others still run; the sweep then ends with a :class:`~core.errors.RunError` naming the failed ones.
+Values are split at commas, so a swept value cannot itself contain a comma.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from core.config import ConfigError, TrackingConfig, flatten, load_config
+from core.errors import USER_ERRORS, RunError
+from core.stages import DomainSpec, run_domain
+from core.tracking import Tracker, child_runs_of, git_commit
+
+
+def parse_sweeps(items: list[str]) -> list[tuple[str, list[str]]]:
+    """``["quantizer.kind=vq,ema"]`` → ``[("quantizer.kind", ["vq", "ema"])]``.
+
+    Raises:
+        ConfigError: for an item without ``=``, without values, with a repeated value, or a key swept twice.
+    """
+    sweeps: list[tuple[str, list[str]]] = []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        values = [v.strip() for v in raw.split(",")]
+        if not sep or not key.strip() or not all(values):
+            raise ConfigError(f"--sweep {item!r} must look like key.subkey=value1,value2")
+        if len(set(values)) != len(values):
+            raise ConfigError(f"--sweep {item!r} repeats a value")
+        if key.strip() in {k for k, _ in sweeps}:
+            raise ConfigError(f"--sweep: {key.strip()} is swept twice")
+        sweeps.append((key.strip(), values))
+    return sweeps
+
+
+def variants(sweeps: list[tuple[str, list[str]]]) -> list[dict[str, str]]:
+    """Every combination of the swept values, in order (the last key varies fastest)."""
+    keys = [k for k, _ in sweeps]
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(values for _, values in sweeps))]
+
+
+def variant_name(variant: dict[str, str]) -> str:
+    """A folder- and run-name-safe label: ``kind=vq,seed=1`` (the last part of each key)."""
+    label = ",".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in variant.items())
+    return re.sub(r"[^A-Za-z0-9_.,=-]", "_", label)
+
+
+def run_sweep(spec: DomainSpec, config_path: str | Path | None, overrides: list[str], sweep_items: list[str],
+              stage: str = "all", **options: Any) -> dict[str, dict[str, float]]:
+    """Run every variant of ``sweep_items`` as child runs of one parent run (see the module docstring).
+
+    Returns:
+        variant name → its merged final metrics (failed variants are left out).
+
+    Raises:
+        ConfigError: for a malformed sweep, or a variant whose config does not load (before any work).
+        RunError: after all variants ran, if some failed (named, with their errors).
+    """
+    sweeps = parse_sweeps(sweep_items)
+    base = load_config(spec.config_class, config_path, overrides)
+    runs = variants(sweeps)
+    root = Path(base.train.output_dir) / "sweep"
+    prefix = base.tracking.run_name or time.strftime("%Y%m%d-%H%M%S")
+    plans = []
+    for variant in runs:
+        name = variant_name(variant)
+        extra = [f"{k}={v}" for k, v in variant.items()] + [f"train.output_dir={root / name}",
+                                                            f"tracking.run_name={prefix}-{name}"]
+        cfg = load_config(spec.config_class, config_path, overrides + extra)  # all checked before any work
+        plans.append((name, variant, overrides + extra, cfg))
+    parent = Tracker(_parent_tracking(base.tracking, f"{prefix}-sweep"))
+    parent.log_params({"sweep": " ".join(sweep_items), "overrides": " ".join(overrides), "stage": stage,
+                       "variants": len(plans), **{f"sweep.{k}": ",".join(v) for k, v in sweeps}})
+    results: dict[str, dict[str, float]] = {}
+    failed: dict[str, str] = {}
+    curves: dict[str, list[tuple[int, float]]] = {}
+    try:
+        for name, variant, variant_overrides, cfg in plans:
+            print(f"\n=== sweep variant {name} ({len(results) + len(failed) + 1}/{len(plans)})")
+            with child_runs_of(parent.run_id):
+                run = Tracker(_parent_tracking(cfg.tracking, cfg.tracking.run_name))
+            run.log_params({**flatten(cfg), "stage": stage, "git_commit": git_commit(),
+                            **{f"sweep.{k}": v for k, v in variant.items()}})
+            try:
+                with child_runs_of(run.run_id):
+                    results[name] = run_domain(spec, config_path, variant_overrides, stage=stage, **options)
+            except USER_ERRORS as exc:
+                failed[name] = f"{type(exc).__name__}: {exc}"
+                print(f"sweep variant {name} failed: {exc}")
+                run.end("FAILED")
+                continue
+            run.log_metrics({f"val/{k}": v for k, v in results[name].items()}, 0)
+            curves[name] = run.child_metric_history(f"-{spec.main_metric[0]}", spec.main_metric[1])
+            run.end()
+        _log_comparison(parent, spec, plans, results, failed, curves)
+    except KeyboardInterrupt:
+        parent.end("KILLED")
+        raise
+    except BaseException:
+        parent.end("FAILED")
+        raise
+    parent.end("FAILED" if failed else "FINISHED")
+    if failed:
+        raise RunError("sweep variants failed: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
+    return results
+
+
+def _parent_tracking(cfg: TrackingConfig, run_name: str) -> TrackingConfig:
+    from dataclasses import replace
+
+    return replace(cfg, run_name=run_name)
+
+
+def _log_comparison(parent: Tracker, spec: DomainSpec, plans, results, failed, curves) -> None:
+    """The parent's table, Markdown, per-variant final metrics and the main metric's curves."""
+    metric_names = sorted({k for metrics in results.values() for k in metrics})
+    swept = list(plans[0][1]) if plans else []
+    columns: dict[str, list[Any]] = {"variant": [], **{k: [] for k in swept}, "status": [],
+                                     **{m: [] for m in metric_names}}
+    for name, variant, _, _ in plans:
+        columns["variant"].append(name)
+        for k in swept:
+            columns[k].append(variant[k])
+        columns["status"].append("failed" if name in failed else "finished")
+        for m in metric_names:
+            columns[m].append(results.get(name, {}).get(m))
+    parent.log_table(columns, "comparison.json")
+    shown = [m for m in spec.summary_metrics if m in metric_names] or metric_names
+    header = ["variant", "status", *shown]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for i, name in enumerate(columns["variant"]):
+        cells = [name, columns["status"][i]] + [_cell(columns[m][i]) for m in shown]
+        lines.append("| " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+    print("\nsweep comparison (final metrics):\n" + table)
+    parent.log_text(table + "\n", "comparison.md")
+    for name, metrics in results.items():
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)  # MLflow metric names allow no "=" or ","
+        parent.log_metrics({f"{safe}/val/{m}": v for m, v in metrics.items() if m in shown}, 0)
+    key = spec.main_metric[1]
+    parent.log_figure(_curves_figure(curves, key), f"comparison_{key.replace('/', '_')}.png")
+    print(f"MLflow UI: {parent.ui_command()}")
+
+
+def _cell(value: Any) -> str:
+    return "–" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _curves_figure(curves: dict[str, list[tuple[int, float]]], key: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, points in curves.items():
+        if points:
+            steps, values = zip(*sorted(points))
+            ax.plot(steps, values, marker="o", label=name)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(key)
+    ax.set_title(f"{key} per variant")
+    ax.legend()
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,84 @@
+"""Sweeps: parsing, variants, and one parent run with one child per variant that compares them."""
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from core.config import ConfigError, TrackingConfig, TrainConfig
+from core.errors import RunError
+from core.stages import DomainSpec, StageContext
+from core.sweep import parse_sweeps, run_sweep, variant_name, variants
+from core.tracking import Tracker
+
+
+def test_parse_and_expand_sweeps():
+    sweeps = parse_sweeps(["quantizer.kind=vq,ema", "train.seed=0,1,2"])
+    assert sweeps == [("quantizer.kind", ["vq", "ema"]), ("train.seed", ["0", "1", "2"])]
+    combos = variants(sweeps)
+    assert len(combos) == 6 and combos[1] == {"quantizer.kind": "vq", "train.seed": "1"}
+    assert variant_name(combos[1]) == "kind=vq,seed=1"
+    for bad in (["quantizer.kind"], ["quantizer.kind="], ["a=1,,2"], ["a=1,1"], ["a=1", "a=2"]):
+        with pytest.raises(ConfigError):
+            parse_sweeps(bad)
+
+
+@dataclass
+class _Cfg:
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+def _train(ctx: StageContext) -> dict[str, float]:
+    """A toy training stage: its held-out 'psnr' curve is a function of the seed."""
+    if ctx.cfg.train.seed == 13:
+        raise RunError("seed 13 diverged")
+    tracker = Tracker(TrackingConfig(**{**ctx.cfg.tracking.__dict__, "run_name": ctx.cfg.tracking.run_name + "-vqvae"}))
+    for step in (1, 2, 3):
+        tracker.log_metrics({"val/psnr": 10.0 * step + ctx.cfg.train.seed}, step)
+    tracker.end()
+    return {"psnr": 30.0 + ctx.cfg.train.seed}
+
+
+SPEC = DomainSpec(name="toy", config_class=_Cfg, stages={"vqvae": _train}, summary_metrics=("psnr",))
+
+
+def test_a_sweep_is_one_parent_with_a_child_per_variant_and_a_comparison(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    results = run_sweep(SPEC, None, [f"tracking.tracking_uri={uri}", "tracking.run_name=s"], ["train.seed=1,2"])
+    assert results == {"seed=1": {"psnr": 31.0}, "seed=2": {"psnr": 32.0}}
+    assert (tmp_path / "outputs" / "run" / "sweep" / "seed=2").is_dir()  # each variant in its own folder
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("vqvae")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    assert set(runs) == {"s-sweep", "s-seed=1", "s-seed=2", "s-seed=1-vqvae", "s-seed=2-vqvae"}
+    parent = runs["s-sweep"].info.run_id
+    assert {runs[n].data.tags["mlflow.parentRunId"] for n in ("s-seed=1", "s-seed=2")} == {parent}
+    assert runs["s-seed=2-vqvae"].data.tags["mlflow.parentRunId"] == runs["s-seed=2"].info.run_id
+    assert runs["s-seed=2"].data.params["train.seed"] == "2" and runs["s-seed=2"].data.metrics["val/psnr"] == 32.0
+    assert runs["s-sweep"].data.metrics["seed_2/val/psnr"] == 32.0
+
+    table = json.loads((tmp_path / "mlartifacts" / parent / "artifacts" / "comparison.json").read_text())
+    rows = [dict(zip(table["columns"], row)) for row in table["data"]]
+    assert [(r["variant"], r["train.seed"], r["psnr"]) for r in rows] == [("seed=1", "1", 31.0), ("seed=2", "2", 32.0)]
+    markdown = (tmp_path / "mlartifacts" / parent / "artifacts" / "comparison.md").read_text()
+    assert "| seed=2 | finished | 32 |" in markdown
+    assert (tmp_path / "mlartifacts" / parent / "artifacts" / "comparison_val_psnr.png").stat().st_size > 1000
+
+
+def test_a_bad_variant_fails_before_any_work_and_a_failing_one_does_not_stop_the_others(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(ConfigError, match="train.seed: expected int"):
+        run_sweep(SPEC, None, [f"tracking.tracking_uri={uri}"], ["train.seed=1,x"])
+    assert not (tmp_path / "outputs").exists()
+    with pytest.raises(RunError, match="sweep variants failed: seed=13: RunError: seed 13 diverged"):
+        run_sweep(SPEC, None, [f"tracking.tracking_uri={uri}", "tracking.run_name=f"], ["train.seed=13,3"])
+    client = MlflowClient(uri)
+    runs = {r.info.run_name: r.info.status
+            for r in client.search_runs([client.get_experiment_by_name("vqvae").experiment_id])}
+    assert runs == {"f-sweep": "FAILED", "f-seed=13": "FAILED", "f-seed=3": "FINISHED", "f-seed=3-vqvae": "FINISHED"}
