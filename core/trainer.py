@@ -275,8 +275,12 @@ class Trainer:
             except NonFiniteInputError as exc:
                 raise NonFiniteLossError(self._non_finite_message(str(exc))) from exc
             loss = terms["loss"]
-            if not bool(torch.isfinite(loss)):
-                raise NonFiniteLossError(self._non_finite_message(f"loss is {loss.item()}"))
+            finite = torch.isfinite(loss.detach()).float().reshape(1)
+            if distributed.is_distributed():  # every rank stops together instead of waiting for the one that stopped
+                finite = distributed.all_reduce_sum(finite) / distributed.world_size()
+            if not bool(finite == 1):
+                where = f"loss is {loss.item()}" if not torch.isfinite(loss) else "loss of another process"
+                raise NonFiniteLossError(self._non_finite_message(where))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             distributed.average_gradients(self.model.parameters())
