@@ -23,12 +23,16 @@ LOCK_NAME = ".run.lock"
 
 
 def remove_stray_temporaries(folder: str | Path) -> list[Path]:
-    """Delete the ``.*.tmp`` files of interrupted atomic writes under ``folder`` (recursively); returns them."""
+    """Delete the ``.*.tmp`` files of interrupted atomic writes under ``folder`` (recursively; a subfolder with its
+    own ``.run.lock`` is another run's, e.g. a sweep variant's, and is left alone); returns them."""
     removed = []
-    for path in Path(folder).rglob(".*.tmp"):
-        if path.is_file():
-            path.unlink(missing_ok=True)
-            removed.append(path)
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not os.path.exists(os.path.join(root, d, LOCK_NAME))]
+        for name in files:
+            if name.startswith(".") and name.endswith(".tmp"):
+                path = Path(root) / name
+                path.unlink(missing_ok=True)
+                removed.append(path)
     return removed
 
 

@@ -30,7 +30,7 @@ from core.checkpoint import read_checkpoint, stage_checkpoint
 from core.config import RESUMABLE_KEYS, ConfigError, config_changes, load_config, resumable, to_dict
 from core.errors import RunError
 from core.isolation import hold_output_dir
-from core.tracking import check_tracking, end_open_runs
+from core.tracking import check_tracking, end_open_runs, open_runs
 from core.trainer import resolve_device
 
 ALL = "all"
@@ -184,16 +184,17 @@ def run_domain(spec: DomainSpec, config_path: str | Path, overrides: list[str], 
 def _run_stages(spec: DomainSpec, names: list[str], ctx: StageContext) -> dict[str, float]:
     metrics: dict[str, float] = {}
     timings: dict[str, float] = {}
+    before = open_runs()  # e.g. a sweep's parent and variant runs: not this run's to end
     try:
         for name in names:
             start = time.perf_counter()
             metrics.update(spec.stages[name](ctx))
             timings[name] = time.perf_counter() - start
     except KeyboardInterrupt:
-        end_open_runs("KILLED")
+        end_open_runs("KILLED", keep=before)
         raise
     except BaseException:
-        end_open_runs("FAILED")
+        end_open_runs("FAILED", keep=before)
         raise
     if len(timings) > 1:
         print("\nwall time per stage: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items()))

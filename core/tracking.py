@@ -149,15 +149,23 @@ def _open_experiment(uri: str, name: str) -> tuple[Any, str]:
     return client, experiment_id
 
 
-def end_open_runs(status: str) -> list[str]:
-    """End every run this process still has open with ``status`` (``FAILED`` after an error, ``KILLED`` after an
-    interrupt or signal); returns their ids. Called by the stage layer when a stage raises."""
+def open_runs() -> set[str]:
+    """Ids of the runs this process has open (created or resumed, not yet ended)."""
+    return set(_OPEN)
+
+
+def end_open_runs(status: str, keep: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """End every run this process still has open, except ``keep`` (e.g. a sweep's parent, opened before), with
+    ``status`` (``FAILED`` after an error, ``KILLED`` after an interrupt or signal); returns their ids. Called by the
+    stage layer when a stage raises."""
     ended = []
-    for tracker in list(_OPEN.values()):
+    for run_id, tracker in list(_OPEN.items()):
+        if run_id in keep:
+            continue
         with contextlib.suppress(Exception):  # the store itself may be what failed
             tracker.end(status)
-        ended.append(tracker.run_id)
-    _OPEN.clear()
+        _OPEN.pop(run_id, None)
+        ended.append(run_id)
     return ended
 
 

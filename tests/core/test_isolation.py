@@ -47,10 +47,14 @@ def test_stray_temporaries_of_killed_writes_are_removed_and_real_files_kept(tmp_
     (ck / ".latest.pt.abc123.tmp").write_bytes(b"half a checkpoint")
     (ck / "latest.pt").write_bytes(b"kept")
     (tmp_path / "notes.tmp").write_text("not ours: no leading dot")
+    variant = tmp_path / "sweep" / "kind=vq"  # another run's folder inside this one
+    variant.mkdir(parents=True)
+    (variant / LOCK_NAME).write_text("123")
+    (variant / ".latest.pt.xyz.tmp").write_bytes(b"being written by that run")
     with hold_output_dir(tmp_path):
         pass
     assert sorted(p.name for p in ck.iterdir()) == ["latest.pt"]
-    assert (tmp_path / "notes.tmp").exists()
+    assert (tmp_path / "notes.tmp").exists() and (variant / ".latest.pt.xyz.tmp").exists()
     atomic_write(tmp_path / "x.bin", lambda f: f.write(b"1"))
     assert remove_stray_temporaries(tmp_path) == []
 

@@ -32,9 +32,9 @@ class _Cfg:
 
 def _train(ctx: StageContext) -> dict[str, float]:
     """A toy training stage: its held-out 'psnr' curve is a function of the seed."""
-    if ctx.cfg.train.seed == 13:
-        raise RunError("seed 13 diverged")
     tracker = Tracker(TrackingConfig(**{**ctx.cfg.tracking.__dict__, "run_name": ctx.cfg.tracking.run_name + "-vqvae"}))
+    if ctx.cfg.train.seed == 13:
+        raise RunError("seed 13 diverged")  # its stage run is ended FAILED, the sweep's runs stay open
     for step in (1, 2, 3):
         tracker.log_metrics({"val/psnr": 10.0 * step + ctx.cfg.train.seed}, step)
     tracker.end()
@@ -71,6 +71,8 @@ def test_a_sweep_is_one_parent_with_a_child_per_variant_and_a_comparison(tmp_pat
 
 
 def test_a_bad_variant_fails_before_any_work_and_a_failing_one_does_not_stop_the_others(tmp_path, monkeypatch):
+    from core.tracking import open_runs
+
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with pytest.raises(ConfigError, match="train.seed: expected int"):
@@ -81,4 +83,6 @@ def test_a_bad_variant_fails_before_any_work_and_a_failing_one_does_not_stop_the
     client = MlflowClient(uri)
     runs = {r.info.run_name: r.info.status
             for r in client.search_runs([client.get_experiment_by_name("vqvae").experiment_id])}
-    assert runs == {"f-sweep": "FAILED", "f-seed=13": "FAILED", "f-seed=3": "FINISHED", "f-seed=3-vqvae": "FINISHED"}
+    assert runs == {"f-sweep": "FAILED", "f-seed=13": "FAILED", "f-seed=13-vqvae": "FAILED", "f-seed=3": "FINISHED",
+                    "f-seed=3-vqvae": "FINISHED"}
+    assert open_runs() == set()
