@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from core.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from tests.crafted import RunsCode
 
 
 def _model():
@@ -59,22 +60,10 @@ def test_missing_and_foreign_files_are_clear_errors(tmp_path):
         read_checkpoint(tmp_path / "foreign.pt")
 
 
-class _RunsCode:
-    """Pickles to a call of ``os.system`` — what a crafted ``.pt`` does."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        import os
-
-        return os.system, (f"touch {self.marker}",)
-
-
 def test_a_crafted_checkpoint_runs_nothing_and_is_refused_by_name(tmp_path):
     marker = tmp_path / "code_ran"
     crafted = tmp_path / "crafted.pt"
-    torch.save({"model": {}, "step": 0, "config": {}, "payload": _RunsCode(marker)}, crafted)
+    torch.save({"model": {}, "step": 0, "config": {}, "payload": RunsCode(marker)}, crafted)
     with pytest.raises(ValueError, match="crafted.pt was refused.*posix.system"):
         read_checkpoint(crafted)
     with pytest.raises(ValueError, match="crafted.pt"):

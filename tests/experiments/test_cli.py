@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from core.checkpoint import read_checkpoint
 from experiments import run
 from image.experiment import ImageVQVAETrainer
+from tests.crafted import RunsCode
 
 DEBUG = str(Path(run.__file__).resolve().parent / "configs" / "image" / "debug.yaml")
 
@@ -69,19 +70,11 @@ def test_sigterm_marks_the_run_killed_and_resume_finishes_it_without_duplicate_m
     assert set(Counter(m.step for m in client.get_metric_history(run_id, "train/loss"))) == set(range(1, 8))
 
 
-class _RunsCode:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
 def test_a_crafted_checkpoint_given_to_resume_or_to_the_prior_runs_nothing(tmp_path, capsys):
     marker = tmp_path / "code_ran"
     crafted = tmp_path / "out" / "vqvae" / "checkpoints" / "latest.pt"
     crafted.parent.mkdir(parents=True)
-    torch.save({"model": {}, "step": 0, "config": {}, "x": _RunsCode(marker)}, crafted)
+    torch.save({"model": {}, "step": 0, "config": {}, "x": RunsCode(marker)}, crafted)
     assert run.cli(_args(tmp_path, "--stage", "vqvae", "--resume")) == 2
     assert "latest.pt was refused" in _one_line_error(capsys)
     assert run.cli(_args(tmp_path, "--stage", "prior", f"prior.vqvae_checkpoint={crafted}")) == 2

@@ -26,6 +26,7 @@ from image.data import (
     fixed_crops,
     image_folder,
 )
+from tests.crafted import RunsCode
 
 # ---------------------------------------------------------------- embedded images
 
@@ -335,18 +336,10 @@ def test_channel_permutation_reorders_the_channels_of_the_same_crop():
         EmbeddedCrops(images, 8, seed=3, colour_augment="hue")
 
 
-class _RunsCode:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
 def test_a_crafted_cifar_batch_runs_nothing_and_is_refused_by_name(cifar_root, tmp_path):
     marker = tmp_path / "code_ran"
     batch = _batch(first_label=0)
-    batch[b"labels"] = _RunsCode(marker)
+    batch[b"labels"] = RunsCode(marker)
     _write_py2_pickle(cifar_root / "cifar-10-batches-py" / "data_batch_5", batch)
     with pytest.raises(ValueError, match="data_batch_5.*refused global (posix|os).system"):
         cifar10(str(cifar_root), train=True)
