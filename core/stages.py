@@ -27,7 +27,14 @@ import torch
 
 from core import distributed
 from core.checkpoint import read_checkpoint, stage_checkpoint
-from core.config import RESUMABLE_KEYS, ConfigError, config_changes, load_config, resumable, to_dict
+from core.config import (
+    RESUMABLE_KEYS,
+    ConfigError,
+    config_changes,
+    load_config,
+    resumable,
+    to_dict,
+)
 from core.errors import RunError
 from core.isolation import hold_output_dir
 from core.tracking import check_tracking, end_open_runs, open_runs

@@ -215,8 +215,6 @@ class Tracker:
         self.experiment_id: str | None = None
         if not self.enabled:
             return
-        from mlflow.tracking import MlflowClient
-
         self._client, self.experiment_id = _open_experiment(self.uri, cfg.experiment_name)
         self._logged: set[tuple[str, int]] = set()  # (key, step) pairs a resumed run already holds
         if run_id is None:

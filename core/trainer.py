@@ -32,10 +32,22 @@ import torch
 from tqdm import tqdm
 
 from core import distributed
-from core.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, stage_checkpoint
-from core.config import LR_SCHEDULES, ConfigError, TrackingConfig, TrainConfig, config_changes, flatten
-from core.errors import RunError
+from core.checkpoint import (
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+    stage_checkpoint,
+)
+from core.config import (
+    LR_SCHEDULES,
+    ConfigError,
+    TrackingConfig,
+    TrainConfig,
+    config_changes,
+    flatten,
+)
 from core.data import step_loader
+from core.errors import RunError
 from core.quantize import NonFiniteInputError
 from core.tracking import Tracker, git_commit, mark_interrupted, stage_run_name
 

@@ -1,14 +1,22 @@
 """Typed YAML configs with dotted overrides."""
 
-from dataclasses import dataclass, field
-
 import dataclasses
 import re
+from dataclasses import dataclass, field
 
 import pytest
 
-from core.config import (ConfigError, QuantizerConfig, TrainConfig, apply_overrides, flatten, from_dict, load_config,
-                         stage_train_config, to_dict)
+from core.config import (
+    ConfigError,
+    QuantizerConfig,
+    TrainConfig,
+    apply_overrides,
+    flatten,
+    from_dict,
+    load_config,
+    stage_train_config,
+    to_dict,
+)
 
 
 @dataclass

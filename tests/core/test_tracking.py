@@ -6,7 +6,13 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 from core.config import TrackingConfig, TrainConfig
-from core.tracking import Tracker, git_commit, resolve_tracking_uri, stage_run_name, stage_tracker
+from core.tracking import (
+    Tracker,
+    git_commit,
+    resolve_tracking_uri,
+    stage_run_name,
+    stage_tracker,
+)
 
 
 @dataclass
