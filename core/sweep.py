@@ -9,8 +9,8 @@ params and its final metrics (all stages merged, as ``val/<metric>``), so select
 lays them side by side (params that differ, metrics, parallel coordinates). The parent run logs, when all
 variants are done:
 
-* ``comparison.json`` — one row per variant: the swept values and every final metric (``Tracker.log_table``,
-  shown by the UI's artifact viewer), and ``comparison.md``, the same as a Markdown table, also printed;
+* ``comparison.json`` — one row per variant: the swept values (``quantizer_kind``: the UI's table reads a dot as
+  a nested field) and every final metric (``Tracker.log_table``, shown by the UI's artifact viewer), and ``comparison.md``, the same as a Markdown table, also printed;
 * ``comparison_<metric>.png`` — the domain's main held-out metric against the training step, one line per
   variant (e.g. ``val/psnr`` of the image VQ-VAE stage);
 * ``<variant>/val/<metric>`` metrics with the final values (``kind_vq/val/psnr``: "=" and "," become "_"), so the parent's own chart view compares them too.
@@ -134,14 +134,16 @@ def _parent_tracking(cfg: TrackingConfig, run_name: str) -> TrackingConfig:
 
 def _log_comparison(parent: Tracker, spec: DomainSpec, plans, results, failed, curves) -> None:
     """The parent's table, Markdown, per-variant final metrics and the main metric's curves."""
-    metric_names = sorted({k for metrics in results.values() for k in metrics})
+    found = {k for metrics in results.values() for k in metrics}
+    metric_names = [m for m in spec.summary_metrics if m in found] + sorted(found - set(spec.summary_metrics))
     swept = list(plans[0][1]) if plans else []
-    columns: dict[str, list[Any]] = {"variant": [], **{k: [] for k in swept}, "status": [],
+    # the UI's table reads a dot in a column name as a nested field: "quantizer.kind" is shown as "quantizer_kind"
+    columns: dict[str, list[Any]] = {"variant": [], **{k.replace(".", "_"): [] for k in swept}, "status": [],
                                      **{m: [] for m in metric_names}}
     for name, variant, _, _ in plans:
         columns["variant"].append(name)
         for k in swept:
-            columns[k].append(variant[k])
+            columns[k.replace(".", "_")].append(variant[k])
         columns["status"].append("failed" if name in failed else "finished")
         for m in metric_names:
             columns[m].append(results.get(name, {}).get(m))

@@ -64,7 +64,7 @@ def test_a_sweep_is_one_parent_with_a_child_per_variant_and_a_comparison(tmp_pat
 
     table = json.loads((tmp_path / "mlartifacts" / parent / "artifacts" / "comparison.json").read_text())
     rows = [dict(zip(table["columns"], row)) for row in table["data"]]
-    assert [(r["variant"], r["train.seed"], r["psnr"]) for r in rows] == [("seed=1", "1", 31.0), ("seed=2", "2", 32.0)]
+    assert [(r["variant"], r["train_seed"], r["psnr"]) for r in rows] == [("seed=1", "1", 31.0), ("seed=2", "2", 32.0)]
     markdown = (tmp_path / "mlartifacts" / parent / "artifacts" / "comparison.md").read_text()
     assert "| seed=2 | finished | 32 |" in markdown
     assert (tmp_path / "mlartifacts" / parent / "artifacts" / "comparison_val_psnr.png").stat().st_size > 1000
