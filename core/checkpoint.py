@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from core.config import same_value
 from core.files import atomic_save
 
 LATEST = "latest.pt"
@@ -38,11 +39,8 @@ def check_fits(payload: dict[str, Any], expected: dict[str, Any], what: str = "p
     Raises:
         ValueError: naming the first key that differs, with both values.
     """
-    def plain(value: Any) -> Any:
-        return tuple(plain(v) for v in value) if isinstance(value, (list, tuple)) else value
-
     for key, want in expected.items():
-        if plain(payload.get(key)) != plain(want):
+        if not same_value(payload.get(key), want):
             raise ValueError(f"the {what}'s {key} ({payload.get(key)}) differs from the one it is used with ({want})")
 
 
@@ -109,8 +107,6 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer: torc
     Raises:
         TypeError: if an entry is not a tensor, container, string or number (:func:`check_plain`); nothing is written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
                "step": step, "config": config, "rng": rng_state(), **extra}
     check_plain(payload)

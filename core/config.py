@@ -317,14 +317,20 @@ RESUMABLE_KEYS = ("train.steps", "train.eval_every", "train.log_every", "train.c
                   "train.device", "data.num_workers", "tracking.run_name")
 
 
-def config_changes(old: dict, new: dict) -> dict[str, tuple[Any, Any]]:
-    """``{dotted key: (old value, new value)}`` of every entry that differs between two :func:`to_dict` configs
-    (a key present in only one of them counts, with ``None`` for the missing side; lists and tuples compare alike)."""
+def same_value(a: Any, b: Any) -> bool:
+    """``a == b`` with lists and tuples (nested) compared alike: a tuple stored in a checkpoint or YAML comes back
+    as a list."""
     def plain(value: Any) -> Any:
         return [plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
+    return plain(a) == plain(b)
+
+
+def config_changes(old: dict, new: dict) -> dict[str, tuple[Any, Any]]:
+    """``{dotted key: (old value, new value)}`` of every entry that differs between two :func:`to_dict` configs
+    (a key present in only one of them counts, with ``None`` for the missing side; see :func:`same_value`)."""
     a, b = flatten(old), flatten(new)
-    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if plain(a.get(k)) != plain(b.get(k))}
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if not same_value(a.get(k), b.get(k))}
 
 
 def resumable(key: str) -> bool:
@@ -355,4 +361,4 @@ def from_dict(cls: type, values: dict) -> Any:
 
 
 __all__ = ["ConfigError", "QuantizerConfig", "TrackingConfig", "TrainConfig", "apply_overrides", "check_limits",
-           "config_changes", "flatten", "from_dict", "load_config", "resumable", "to_dict"]
+           "config_changes", "flatten", "from_dict", "load_config", "resumable", "same_value", "to_dict"]

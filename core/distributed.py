@@ -6,6 +6,8 @@ unconditionally and stay exact on one process.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.distributed as dist
 
@@ -49,8 +51,6 @@ def init_from_env() -> bool:
     ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``): NCCL when CUDA is available (each process on GPU
     ``LOCAL_RANK``), gloo on the CPU. Returns whether a group was started; a no-op outside ``torchrun``.
     """
-    import os
-
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return False
     if torch.cuda.is_available():

@@ -22,16 +22,17 @@ Values are split at commas, so a swept value cannot itself contain a comma.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 import time
 from pathlib import Path
 from typing import Any
 
-from core.config import ConfigError, TrackingConfig, flatten, load_config
+from core.config import ConfigError, flatten, load_config
 from core.errors import USER_ERRORS, RunError
 from core.stages import DomainSpec, run_domain
-from core.tracking import Tracker, child_runs_of, git_commit
+from core.tracking import Tracker, child_runs_of, end_open_runs, git_commit
 
 
 def parse_sweeps(items: list[str]) -> list[tuple[str, list[str]]]:
@@ -89,7 +90,7 @@ def run_sweep(spec: DomainSpec, config_path: str | Path | None, overrides: list[
                                                             f"tracking.run_name={prefix}-{name}"]
         cfg = load_config(spec.config_class, config_path, overrides + extra)  # all checked before any work
         plans.append((name, variant, overrides + extra, cfg))
-    parent = Tracker(_parent_tracking(base.tracking, f"{prefix}-sweep"))
+    parent = Tracker(dataclasses.replace(base.tracking, run_name=f"{prefix}-sweep"))
     parent.log_params({"sweep": " ".join(sweep_items), "overrides": " ".join(overrides), "stage": stage,
                        "variants": len(plans), **{f"sweep.{k}": ",".join(v) for k, v in sweeps}})
     results: dict[str, dict[str, float]] = {}
@@ -99,7 +100,7 @@ def run_sweep(spec: DomainSpec, config_path: str | Path | None, overrides: list[
         for name, variant, variant_overrides, cfg in plans:
             print(f"\n=== sweep variant {name} ({len(results) + len(failed) + 1}/{len(plans)})")
             with child_runs_of(parent.run_id):
-                run = Tracker(_parent_tracking(cfg.tracking, cfg.tracking.run_name))
+                run = Tracker(cfg.tracking)  # named <prefix>-<variant>
             run.log_params({**flatten(cfg), "stage": stage, "git_commit": git_commit(),
                             **{f"sweep.{k}": v for k, v in variant.items()}})
             try:
@@ -114,22 +115,16 @@ def run_sweep(spec: DomainSpec, config_path: str | Path | None, overrides: list[
             curves[name] = run.child_metric_history(f"-{spec.main_metric[0]}", spec.main_metric[1])
             run.end()
         _log_comparison(parent, spec, plans, results, failed, curves)
-    except KeyboardInterrupt:
-        parent.end("KILLED")
+    except KeyboardInterrupt:  # the parent and the variant run under way
+        end_open_runs("KILLED")
         raise
     except BaseException:
-        parent.end("FAILED")
+        end_open_runs("FAILED")
         raise
     parent.end("FAILED" if failed else "FINISHED")
     if failed:
         raise RunError("sweep variants failed: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
     return results
-
-
-def _parent_tracking(cfg: TrackingConfig, run_name: str) -> TrackingConfig:
-    from dataclasses import replace
-
-    return replace(cfg, run_name=run_name)
 
 
 def _log_comparison(parent: Tracker, spec: DomainSpec, plans, results, failed, curves) -> None:

@@ -202,13 +202,12 @@ class Tracker:
         cfg: tracking settings.
         run_id: continue this run (resume) instead of creating a new one; metrics at (key, step) pairs the run
             already holds are not logged again.
-        tags: tags of a new run (e.g. ``mlflow.parentRunId`` for a child run of a sweep).
 
     Raises:
         RunError: if the store cannot be used (see :func:`check_tracking`).
     """
 
-    def __init__(self, cfg: TrackingConfig, run_id: str | None = None, tags: dict[str, str] | None = None):
+    def __init__(self, cfg: TrackingConfig, run_id: str | None = None):
         self.enabled = cfg.enabled and distributed.is_main_process()
         self.uri = resolve_tracking_uri(cfg.tracking_uri)
         self.run_id = run_id
@@ -218,7 +217,7 @@ class Tracker:
         self._client, self.experiment_id = _open_experiment(self.uri, cfg.experiment_name)
         self._logged: set[tuple[str, int]] = set()  # (key, step) pairs a resumed run already holds
         if run_id is None:
-            tags = {**({"mlflow.parentRunId": _PARENT[-1]} if _PARENT else {}), **(tags or {})}
+            tags = {"mlflow.parentRunId": _PARENT[-1]} if _PARENT else {}  # inside child_runs_of: a child run
             run = self._client.create_run(self.experiment_id, run_name=cfg.run_name or None, tags=tags)
             self.run_id = run.info.run_id
         else:

@@ -85,8 +85,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-
-
 def learning_rate(step: int, base_lr: float, warmup_steps: int = 0, schedule: str = "constant",
                   total_steps: int = 1) -> float:
     """Learning rate at ``step`` (0-based), a pure function of the step.
@@ -287,10 +285,9 @@ class Trainer:
             except NonFiniteInputError as exc:
                 raise NonFiniteLossError(self._non_finite_message(str(exc))) from exc
             loss = terms["loss"]
-            finite = torch.isfinite(loss.detach()).float().reshape(1)
-            if distributed.is_distributed():  # every rank stops together instead of waiting for the one that stopped
-                finite = distributed.all_reduce_sum(finite) / distributed.world_size()
-            if not bool(finite == 1):
+            # ranks whose loss is finite, counted over all ranks: every rank stops together, none waits for one that stopped
+            finite = distributed.all_reduce_sum(torch.isfinite(loss.detach()).float().reshape(1))
+            if int(finite.item()) != distributed.world_size():
                 where = f"loss is {loss.item()}" if not torch.isfinite(loss) else "loss of another process"
                 raise NonFiniteLossError(self._non_finite_message(where))
             self.optimizer.zero_grad(set_to_none=True)

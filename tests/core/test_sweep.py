@@ -35,6 +35,8 @@ def _train(ctx: StageContext) -> dict[str, float]:
     tracker = Tracker(TrackingConfig(**{**ctx.cfg.tracking.__dict__, "run_name": ctx.cfg.tracking.run_name + "-vqvae"}))
     if ctx.cfg.train.seed == 13:
         raise RunError("seed 13 diverged")  # its stage run is ended FAILED, the sweep's runs stay open
+    if ctx.cfg.train.seed == 99:
+        raise KeyboardInterrupt
     for step in (1, 2, 3):
         tracker.log_metrics({"val/psnr": 10.0 * step + ctx.cfg.train.seed}, step)
     tracker.end()
@@ -85,4 +87,18 @@ def test_a_bad_variant_fails_before_any_work_and_a_failing_one_does_not_stop_the
             for r in client.search_runs([client.get_experiment_by_name("vqvae").experiment_id])}
     assert runs == {"f-sweep": "FAILED", "f-seed=13": "FAILED", "f-seed=13-vqvae": "FAILED", "f-seed=3": "FINISHED",
                     "f-seed=3-vqvae": "FINISHED"}
+    assert open_runs() == set()
+
+
+def test_an_interrupted_sweep_ends_its_parent_variant_and_stage_runs_killed(tmp_path, monkeypatch):
+    from core.tracking import open_runs
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(SPEC, None, [f"tracking.tracking_uri={uri}", "tracking.run_name=k"], ["train.seed=99,1"])
+    client = MlflowClient(uri)
+    runs = {r.info.run_name: r.info.status
+            for r in client.search_runs([client.get_experiment_by_name("vqvae").experiment_id])}
+    assert runs == {"k-sweep": "KILLED", "k-seed=99": "KILLED", "k-seed=99-vqvae": "KILLED"}
     assert open_runs() == set()
