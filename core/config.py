@@ -4,7 +4,8 @@
 applies the overrides (values parsed as YAML scalars), and builds the nested dataclasses. An unknown key or a
 value of the wrong type raises :class:`ConfigError` naming the dotted key, and so does a value outside the range a
 section declares in its ``LIMITS`` (``{"steps": (">=", 1)}``): a cadence of 0 or a temperature of 0 is refused when
-the config loads, before any work, not mid-run. The shared sections (quantizer,
+the config loads, before any work, not mid-run. A section may also define ``check(self)`` for rules that tie several
+fields together (it raises :class:`ConfigError`); it runs once the section is built. The shared sections (quantizer,
 training loop, tracking) live here; each domain composes them with its own sections.
 """
 
@@ -204,6 +205,8 @@ def _build(cls: type, values: dict, prefix: str = "") -> Any:
         kwargs[k] = _coerce(v, hints[k], prefix + k)
     cfg = cls(**kwargs)
     check_limits(cfg, prefix)
+    if callable(getattr(cfg, "check", None)):
+        cfg.check()  # rules across fields or sections
     return cfg
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from core.config import Limits, QuantizerConfig, TrackingConfig, TrainConfig
+from core.config import ConfigError, Limits, QuantizerConfig, TrackingConfig, TrainConfig
 
 
 @dataclass
@@ -48,10 +48,14 @@ class ImageModelConfig:
     # each position decodes from its 3×3 code neighbourhood; +0.6 dB held-out on the embedded default) or 1 (1×1)
     decoder_input_kernel: int = 3
     likelihood: str = "gaussian"  # decoder p(x|z_q): "gaussian" (MSE; paper eq. 3) or "categorical" (256-way softmax)
+    # latent maps: 1 (the VQ-VAE paper's model), 2 (VQ-VAE-2: bottom at 2^num_downsamples×, top 2× coarser) or 3
+    # (bottom, middle, top; VQ-VAE-2's Fig. 3). Several levels: image.hierarchy (vq/ema, one codebook, gaussian)
+    levels: int = 1
 
     LIMITS: ClassVar[Limits] = {"in_channels": (">=", 1), "hidden_channels": (">=", 1),
                                 "residual_channels": (">=", 1), "num_residual_blocks": (">=", 0),
-                                "num_downsamples": (">=", 0), "decoder_input_kernel": (">=", 1)}
+                                "num_downsamples": (">=", 0), "decoder_input_kernel": (">=", 1),
+                                "levels": (">=", 1, "<=", 3)}
     CHOICES: ClassVar[dict[str, tuple]] = {"likelihood": ("gaussian", "categorical")}
 
 
@@ -67,11 +71,16 @@ class ImagePriorConfig:
     class_conditional: bool = True  # condition on the class label where the dataset has labels
     samples: int = 32  # images sampled and decoded at the end
     temperature: float = 1.0
+    # model.levels > 1 (VQ-VAE-2): causal self-attention blocks after the top level's PixelCNN (PixelSNAIL-style;
+    # a named deviation, off by default: the paper's top prior is a PixelSNAIL, ours a gated PixelCNN) and their heads
+    top_attention_blocks: int = 0
+    attention_heads: int = 4
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1000, batch_size=64, lr=1e-3, eval_every=250,
                                                                    log_every=50, checkpoint_every=250))
 
     LIMITS: ClassVar[Limits] = {"code_items": (">=", 1), "channels": (">=", 1), "num_layers": (">=", 1),
-                                "kernel_size": (">=", 1), "samples": (">=", 1), "temperature": (">", 0)}
+                                "kernel_size": (">=", 1), "samples": (">=", 1), "temperature": (">", 0),
+                                "top_attention_blocks": (">=", 0), "attention_heads": (">=", 1)}
 
 
 @dataclass
@@ -84,3 +93,21 @@ class ImageConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     prior: ImagePriorConfig = field(default_factory=ImagePriorConfig)
     tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment_name="vqvae-image"))
+
+    def check(self) -> None:
+        """Rules across sections (raises :class:`ConfigError`): the hierarchical model takes a vq or ema
+        quantizer with one codebook per level and the gaussian likelihood; attention heads divide the prior's width."""
+        if self.model.levels > 1 and (self.quantizer.kind == "sq" or self.quantizer.num_codebooks != 1
+                                      or self.model.likelihood != "gaussian"):
+            raise ConfigError(f"model.levels={self.model.levels} takes quantizer.kind vq or ema, "
+                              f"quantizer.num_codebooks=1 and model.likelihood=gaussian, got {self.quantizer.kind}, "
+                              f"{self.quantizer.num_codebooks}, {self.model.likelihood}")
+        multiple = 2 ** (self.model.num_downsamples + self.model.levels - 1)
+        side = {"embedded": ("data.crop_size", self.data.crop_size), "folder": ("data.image_size", self.data.image_size),
+                "cifar10": ("the CIFAR-10 image side", 32)}[self.data.source]
+        if side[1] % multiple:
+            raise ConfigError(f"{side[0]} ({side[1]}) must be a multiple of {multiple}, the coarsest latent map's "
+                              f"downsampling (2^(model.num_downsamples + model.levels - 1))")
+        if self.prior.top_attention_blocks and self.prior.channels % self.prior.attention_heads:
+            raise ConfigError(f"prior.attention_heads ({self.prior.attention_heads}) must divide prior.channels "
+                              f"({self.prior.channels})")

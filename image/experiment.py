@@ -30,8 +30,8 @@ from image.data import (
     embedded_images,
     to_tensor,
 )
-from image.media import labelled_grid, sample_grid, usage_histogram
-from image.model import ImageVQVAE
+from image.hierarchy import HierarchicalOutput, build_image_vqvae
+from image.media import labelled_grid, progressive_grid, sample_grid, usage_histogram
 from image.photos import debian_photos
 from image.prior_stage import (
     ImagePriorTrainer,
@@ -63,7 +63,7 @@ class VQVAEStageConfig(Protocol):
 
 
 class ImageVQVAETrainer(Trainer):
-    """Stage "vqvae": trains :class:`ImageVQVAE` and scores it (:mod:`image.scoring`: pooled and per-image PSNR,
+    """Stage "vqvae": trains the image VQ-VAE (one level or :mod:`image.hierarchy`) and scores it (:mod:`image.scoring`: pooled and per-image PSNR,
     bicubic resampling beside it, codebook health) on the held-out split and on ``extra_val_sets``; ``full_images``
     (name, ``[3, H, W]``) are pictured whole, reconstructed in tiles of ``tile`` pixels."""
 
@@ -76,7 +76,7 @@ class ImageVQVAETrainer(Trainer):
         self.variance = variance
         self.num_workers = cfg.data.num_workers
         seed_everything(cfg.train.seed)  # the initial weights are part of the run's seeded state
-        model = ImageVQVAE(cfg.model, cfg.quantizer, data_variance=variance)
+        model = build_image_vqvae(cfg.model, cfg.quantizer, data_variance=variance)
         super().__init__(model, train_dataset, cfg.train, cfg.tracking, to_dict(cfg), name="vqvae")
 
     def extra_params(self) -> dict[str, Any]:
@@ -87,7 +87,8 @@ class ImageVQVAETrainer(Trainer):
 
     def compute_loss(self, batch) -> dict[str, torch.Tensor]:
         x, _ = batch
-        return vqvae_loss_terms(self.model(x))
+        out = self.model(x)
+        return out.loss_terms() if isinstance(out, HierarchicalOutput) else vqvae_loss_terms(out)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -102,22 +103,28 @@ class ImageVQVAETrainer(Trainer):
 
     @torch.no_grad()
     def log_media(self, step: int) -> None:
-        """Enlarged, labelled crops (originals above reconstructions) of each held-out set, whole held-out photos
-        reconstructed tile by tile (original left), and the last evaluation's usage histogram."""
+        """Enlarged, labelled crops (originals above reconstructions; with several levels, the reconstructions
+        from the top level alone, the top two, …, all levels, each labelled with its PSNR on the crops shown) of each
+        held-out set, whole held-out photos reconstructed tile by tile (original left), and the last evaluation's
+        usage histogram of each level."""
         import matplotlib.pyplot as plt
 
         self.model.eval()
         for name, dataset in {"held_out": self.val_dataset, **self.extra_val_sets}.items():
             x = torch.stack([dataset[i][0] for i in range(min(GRID_IMAGES, len(dataset)))])
-            x_hat = self.model(x.to(self.device)).x_hat.clamp(0, 1).cpu()
-            grid = labelled_grid([(f"{name}\noriginal", x), (f"{name}\nreconstruction", x_hat)])
+            if hasattr(self.model, "progressive"):
+                grid = progressive_grid(name, x, self.model.progressive(x.to(self.device)), self.model.level_names)
+            else:
+                x_hat = self.model(x.to(self.device)).x_hat.clamp(0, 1).cpu()
+                grid = labelled_grid([(f"{name}\noriginal", x), (f"{name}\nreconstruction", x_hat)])
             self.tracker.log_image(grid, f"reconstructions/{name}_step_{step:07d}.png")
         for name, image in self.full_images:
             x_hat = reconstruct_tiled(self.model, image, self.tile)
             self.tracker.log_image(side_by_side(image, x_hat), f"reconstructions/full_{name}_step_{step:07d}.png")
-        fig = usage_histogram(self.last_usage)
-        self.tracker.log_figure(fig, f"codebook_usage/step_{step:07d}.png")
-        plt.close(fig)
+        for prefix, usage in self.last_usage.items():
+            fig = usage_histogram(usage)
+            self.tracker.log_figure(fig, f"codebook_usage/{prefix.replace('/', '_')}step_{step:07d}.png")
+            plt.close(fig)
         self.model.train()
 
 

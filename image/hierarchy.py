@@ -31,7 +31,18 @@ from torch import nn
 from core.config import QuantizerConfig
 from core.quantize import QuantizerOutput, build_quantizer
 from image.config import ImageModelConfig
-from image.model import Decoder, Encoder, ResidualBlock
+from image.model import Decoder, Encoder, ImageVQVAE, ResidualBlock, discretized_gaussian_nll, to_levels
+
+LEVEL_NAMES = {1: ("bottom",), 2: ("bottom", "top"), 3: ("bottom", "middle", "top")}  # bottom first
+
+
+def build_image_vqvae(model_cfg: ImageModelConfig, quantizer_cfg: QuantizerConfig,
+                      data_variance: float = 1.0) -> "ImageVQVAE | HierarchicalVQVAE":
+    """The image VQ-VAE a config asks for: :class:`~image.model.ImageVQVAE` for ``model.levels = 1``, else
+    :class:`HierarchicalVQVAE`."""
+    if model_cfg.levels == 1:
+        return ImageVQVAE(model_cfg, quantizer_cfg, data_variance=data_variance)
+    return HierarchicalVQVAE(model_cfg, quantizer_cfg, model_cfg.levels, data_variance=data_variance)
 
 
 @dataclass
@@ -42,6 +53,15 @@ class HierarchicalOutput:
     loss: torch.Tensor  # [] training objective: MSE / data_variance + Σ_l quantizer_l.loss
     recon_loss: torch.Tensor  # [] mean squared error per sub-pixel, [0, 1] units
     levels: list[QuantizerOutput]  # level 0 (bottom) first: z_q [B, h_l, w_l, D], indices [B, h_l, w_l]
+
+    def loss_terms(self) -> dict[str, torch.Tensor]:
+        """``loss`` to minimise; detached for logging: ``recon_loss``, ``quantizer_loss`` (Σ over levels) and each
+        level's quantizer terms as ``<level>/<term>`` (``top/perplexity``, ``bottom/commitment_loss``…)."""
+        terms = {"loss": self.loss, "recon_loss": self.recon_loss.detach(),
+                 "quantizer_loss": sum(o.loss for o in self.levels).detach()}
+        for name, out in zip(LEVEL_NAMES[len(self.levels)], self.levels):
+            terms.update({f"{name}/{k}": v.detach() for k, v in out.terms().items() if k != "loss"})
+        return terms
 
 
 def _upsampler(channels: int, times: int) -> nn.Module:
@@ -83,7 +103,11 @@ class HierarchicalVQVAE(nn.Module):
         if data_variance <= 0:
             raise ValueError(f"data_variance must be positive, got {data_variance}")
         self.cfg, self.levels = model_cfg, levels
+        self.level_names = LEVEL_NAMES[levels]
+        self.categorical = False
         self.register_buffer("data_variance", torch.tensor(float(data_variance)))
+        # σ of the discretized Gaussian p(x|z) for bits/dim, set from the training split's MSE (as ImageVQVAE's)
+        self.register_buffer("pixel_log_sigma", torch.tensor(0.0))
         h, r, d = model_cfg.hidden_channels, model_cfg.residual_channels, quantizer_cfg.code_dim
         self.encoder = Encoder(model_cfg)
         self.level_encoders = nn.ModuleList(
@@ -109,8 +133,22 @@ class HierarchicalVQVAE(nn.Module):
         """Factor between the image side and each level's side, bottom first (e.g. (4, 8))."""
         return tuple(2 ** (self.cfg.num_downsamples + l) for l in range(self.levels))
 
+    @property
+    def side_multiple(self) -> int:
+        """What image sides must be a multiple of (the top level's downsampling factor)."""
+        return self.downsampling[-1]
+
+    @property
+    def codebook_size(self) -> int:
+        """K of every level's codebook."""
+        return self.quantizers[0].codebook_size
+
+    def latent_shape(self, height: int, width: int) -> list[tuple[int, int]]:
+        """``(h_l, w_l)`` of every level of one ``height × width`` image, bottom first."""
+        return [(height // f, width // f) for f in self.downsampling]
+
     def _quantize(self, x: torch.Tensor) -> list[QuantizerOutput]:
-        f = self.downsampling[-1]
+        f = self.side_multiple
         if x.dim() != 4 or x.shape[1] != self.cfg.in_channels or x.shape[2] % f or x.shape[3] % f:
             raise ValueError(f"x must have shape [B, {self.cfg.in_channels}, H, W] with H and W divisible by {f}, "
                              f"got {tuple(x.shape)}")
@@ -162,3 +200,18 @@ class HierarchicalVQVAE(nn.Module):
         z_qs = [self.quantizers[l].lookup(i) for l, i in enumerate(indices)]
         z_qs = [torch.zeros_like(z) if l < self.levels - keep else z for l, z in enumerate(z_qs)]
         return self._decode(z_qs)
+
+    @torch.no_grad()
+    def progressive(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Reconstructions of ``x: [B, C, H, W]`` from the top level alone, the top two, …, all levels (the
+        paper's Fig. 3 order), each ``[B, C, H, W]`` clamped to [0, 1]; missing levels as in :meth:`decode`."""
+        indices = self.encode(x)
+        return [self.decode(indices, keep=k).clamp(0, 1) for k in range(1, self.levels + 1)]
+
+    @torch.no_grad()
+    def reconstruction_nll(self, x: torch.Tensor, indices: list[torch.Tensor]) -> torch.Tensor:
+        """−log p(x | z) of 8-bit images in nats per image ``[B]``, summed over C·H·W sub-pixels: a Gaussian of
+        standard deviation ``exp(pixel_log_sigma)`` around the decoder mean from every level, discretized to the
+        256 levels (edge levels take the tails), as :meth:`image.model.ImageVQVAE.reconstruction_nll`."""
+        mean = self.decode(indices)
+        return discretized_gaussian_nll(to_levels(x), mean, self.pixel_log_sigma.exp()).flatten(1).sum(1)

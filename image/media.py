@@ -51,6 +51,29 @@ def labelled_grid(rows: list[tuple[str, torch.Tensor]], scale: int = 4, label_wi
     return np.asarray(canvas)
 
 
+def progressive_grid(name: str, x: torch.Tensor, reconstructions: list[torch.Tensor],
+                     level_names: tuple[str, ...]) -> np.ndarray:
+    """The hierarchical model's progressive reconstructions (VQ-VAE-2's Fig. 3) as a labelled grid: the
+    originals, then the reconstruction from the top level alone, the top two, …, all levels, each row labelled with
+    its pooled PSNR (dB) on the images shown.
+
+    Args:
+        name: the held-out set's name (row labels).
+        x: ``[N, C, H, W]`` originals in [0, 1].
+        reconstructions: ``[N, C, H, W]`` per number of top levels kept (1 … L), as
+            :meth:`image.hierarchy.HierarchicalVQVAE.progressive` returns them.
+        level_names: the model's level names, bottom first.
+    """
+    from core.metrics import psnr_of_mse
+
+    rows = [(f"{name}\noriginal", x.cpu())]
+    for keep, x_hat in enumerate(reconstructions, start=1):
+        kept = "+".join(reversed(level_names[-keep:]))
+        mse = float((x_hat.cpu() - x.cpu()).square().mean())
+        rows.append((f"{kept}\n{psnr_of_mse(mse):.2f} dB", x_hat.cpu()))
+    return labelled_grid(rows)
+
+
 def sample_grid(images: torch.Tensor, per_row: int = 8, scale: int = 4) -> np.ndarray:
     """``[N, C, H, W]`` samples in rows of ``per_row``, enlarged ``scale``× and labelled "samples i–j" (a short
     last row is filled with white)."""

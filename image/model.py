@@ -160,6 +160,11 @@ class ImageVQVAE(nn.Module):
         """Factor between image and latent side: 2^num_downsamples."""
         return 2 ** self.cfg.num_downsamples
 
+    @property
+    def side_multiple(self) -> int:
+        """What image sides must be a multiple of (the downsampling factor)."""
+        return self.downsampling
+
     def _check_input(self, x: torch.Tensor) -> None:
         f = self.downsampling
         if x.dim() != 4 or x.shape[1] != self.cfg.in_channels or x.shape[2] % f or x.shape[3] % f:

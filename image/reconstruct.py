@@ -60,8 +60,8 @@ def reconstruct_tiled(model, x: torch.Tensor, tile: int) -> torch.Tensor:
     Raises:
         ValueError: if ``tile`` is not a multiple of the model's down-sampling factor.
     """
-    if tile % model.downsampling:
-        raise ValueError(f"tile {tile} must be a multiple of the model's down-sampling factor {model.downsampling}")
+    if tile % model.side_multiple:
+        raise ValueError(f"tile {tile} must be a multiple of the model's down-sampling factor {model.side_multiple}")
     c, h, w = x.shape
     rows, cols = -(-h // tile), -(-w // tile)
     device = next(model.parameters()).device

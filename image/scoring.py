@@ -10,6 +10,12 @@ Definitions (every number the image job logs for a held-out set):
   back, clamped to [0, 1]. Its 8-bit low-resolution image holds ``8·C / f²`` bits per pixel: 1,536 bits for a 32×32
   RGB crop and f = 4, against ``h·w·G·log2(K)`` bits of codes (1,280 for the default's 8×8×2 codes, K = 1,024);
 * ``perplexity``, ``codebook_usage``…: of the codes the set was encoded to (:class:`core.metrics.CodebookUsage`).
+
+With several latent levels (:class:`image.hierarchy.HierarchicalVQVAE`), ``psnr`` decodes from every level and
+``bicubic_psnr`` resamples by the bottom level's factor; each level ``<name>`` (``bottom``, ``middle``, ``top``) adds
+its codebook health as ``<name>/perplexity``, ``<name>/dead_codes``…, ``<name>/bicubic_psnr`` (bicubic by that
+level's factor) and, above the bottom, ``<name>/psnr``: pooled PSNR decoding from that level and the levels above it
+alone (lower levels filled with zero vectors, :meth:`~image.hierarchy.HierarchicalVQVAE.decode`).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from core.metrics import CodebookUsage, psnr, psnr_of_mse
+from image.hierarchy import HierarchicalVQVAE
 
 EVAL_BATCH = 256
 
@@ -55,23 +62,45 @@ class _Pooled:
 @torch.no_grad()
 def score_reconstructions(model, dataset: Dataset, device: torch.device, data_variance: float,
                           num_workers: int = 0) -> tuple[dict[str, float], CodebookUsage]:
-    """The scores of the module docstring for ``model`` (an :class:`image.model.ImageVQVAE` in eval mode) on every
-    item of ``dataset``; returns them and the codebook usage (for the histogram).
+    """The scores of the module docstring for ``model`` (an :class:`image.model.ImageVQVAE` or
+    :class:`image.hierarchy.HierarchicalVQVAE` in eval mode) on every item of ``dataset``.
+
+    Returns:
+        ``(scores, usage)``: ``usage`` maps each level's metric prefix (``""`` for the one-level model,
+        ``"bottom/"``, ``"top/"``… otherwise) to its :class:`core.metrics.CodebookUsage` (for the histograms).
 
     Raises:
         ValueError: if ``dataset`` is empty.
     """
     if len(dataset) == 0:
         raise ValueError("cannot score an empty held-out set")
-    usage = CodebookUsage(model.quantizer.codebook_size, model.quantizer.num_codebooks)
-    ours, bicubic = _Pooled(), _Pooled()
+    hierarchical = isinstance(model, HierarchicalVQVAE)
+    if hierarchical:
+        prefixes = [f"{name}/" for name in model.level_names]
+        factors, quantizers = model.downsampling, list(model.quantizers)
+    else:
+        prefixes, factors, quantizers = [""], (model.downsampling,), [model.quantizer]
+    usage = {p: CodebookUsage(q.codebook_size, q.num_codebooks) for p, q in zip(prefixes, quantizers)}
+    ours, bicubic = _Pooled(), [_Pooled() for _ in factors]
+    upper = [_Pooled() for _ in factors[1:]]  # from level l upward, l ≥ 1 (hierarchical)
     for x, _ in DataLoader(dataset, batch_size=EVAL_BATCH, num_workers=num_workers):
         x = x.to(device)
         out = model(x)
         ours.update(x, out.x_hat.clamp(0, 1))
-        bicubic.update(x, bicubic_resample(x, model.downsampling))
-        usage.update(out.quantizer.indices)
+        for pooled, factor in zip(bicubic, factors):
+            pooled.update(x, bicubic_resample(x, factor))
+        levels = out.levels if hierarchical else [out.quantizer]
+        for p, level in zip(prefixes, levels):
+            usage[p].update(level.indices)
+        for keep, pooled in enumerate(reversed(upper), start=1):  # top alone, top two, …
+            pooled.update(x, model.decode([level.indices for level in levels], keep=keep).clamp(0, 1))
     mse = ours.mse()
-    return {"mse": mse, "nmse": mse / data_variance, "psnr": psnr_of_mse(mse),
-            "psnr_per_image": ours.psnr_sum / ours.count, "bicubic_psnr": psnr_of_mse(bicubic.mse()),
-            **usage.summary()}, usage
+    scores = {"mse": mse, "nmse": mse / data_variance, "psnr": psnr_of_mse(mse),
+              "psnr_per_image": ours.psnr_sum / ours.count, "bicubic_psnr": psnr_of_mse(bicubic[0].mse())}
+    for i, p in enumerate(prefixes):
+        scores.update({p + k: v for k, v in usage[p].summary().items()})
+        if hierarchical:
+            scores[f"{p}bicubic_psnr"] = psnr_of_mse(bicubic[i].mse())
+            if i:
+                scores[f"{p}psnr"] = psnr_of_mse(upper[i - 1].mse())
+    return scores, usage

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from priors.attention import CausalAttentionStack
 from priors.sampling import (
     check_temperature,
     gumbel_noise,
@@ -121,6 +122,9 @@ class GatedPixelCNN(nn.Module):
         cond_dim: > 0 for a conditioning vector (``cond`` float ``[B, cond_dim]``); exclusive with ``num_classes``.
         spatial_channels: S > 0 for a spatial conditioning map (``spatial`` ``[B, S, H, W]``).
         out_hidden: hidden width of the output head (default C).
+        attention_blocks: > 0 for causal self-attention blocks on the summed skips before the head
+            (:mod:`priors.attention`, PixelSNAIL-style; a deviation from the gated PixelCNN, off by default).
+        attention_heads: heads of those blocks (dividing C).
 
     Shapes:
         ``forward(indices: [B, H, W], cond, spatial) -> logits [B, K, H, W]``;
@@ -128,7 +132,8 @@ class GatedPixelCNN(nn.Module):
     """
 
     def __init__(self, num_codes: int, channels: int = 128, num_layers: int = 15, kernel_size: int = 5,
-                 num_classes: int = 0, cond_dim: int = 0, spatial_channels: int = 0, out_hidden: int | None = None):
+                 num_classes: int = 0, cond_dim: int = 0, spatial_channels: int = 0, out_hidden: int | None = None,
+                 attention_blocks: int = 0, attention_heads: int = 4):
         super().__init__()
         if num_codes < 1 or channels < 1 or num_layers < 1:
             raise ValueError("num_codes, channels and num_layers must be positive")
@@ -145,6 +150,8 @@ class GatedPixelCNN(nn.Module):
         self.cond_proj = (nn.Embedding(num_classes, cond_out) if num_classes > 0
                           else nn.Linear(cond_dim, cond_out) if cond_dim > 0 else None)
         self.spatial_proj = nn.Conv2d(spatial_channels, cond_out, 1) if spatial_channels > 0 else None
+        self.attention = (CausalAttentionStack(channels, attention_blocks, attention_heads) if attention_blocks > 0
+                          else None)
         hidden = out_hidden or channels
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, num_codes, 1))
 
@@ -216,6 +223,8 @@ class GatedPixelCNN(nn.Module):
             h, skip = layer.horizontal(F.pad(h, (p, 0)), h, link, extra)
             v = gate(v_pre)
             skips = skips + skip
+        if self.attention is not None:
+            skips = self.attention(skips, emb)  # [B, C, H, W], still causal
         return self.head(skips)  # [B, K, H, W]
 
     def forward(self, indices: torch.Tensor, cond: torch.Tensor | None = None,
@@ -328,6 +337,7 @@ class GatedPixelCNN(nn.Module):
         links = [torch.zeros(batch, width, 2 * chans, device=dev, dtype=dtype)
                  for _ in self.layers]  # [B, W, 2C] vertical contribution to the current row (row 0: none)
         out = torch.zeros(batch, height, width, dtype=torch.long, device=dev)
+        attention = self.attention.start(batch, height, width, noise) if self.attention is not None else None
         for r in range(height):
             offsets = [link + layer.h_conv.bias + (cell[:, r] if torch.is_tensor(cell) else 0.0)
                        for link, layer, cell in zip(links, self.layers, cells)]  # L × [B, W, 2C]
@@ -339,12 +349,16 @@ class GatedPixelCNN(nn.Module):
                     if i + 1 < self.num_layers:
                         h_in[i + 1][..., c + p] = h
                     skips = skips + skip
+                if attention is not None:
+                    skips = self.attention.step(skips, attention, r, c)  # [B, C]
                 logits = self._head_step(skips)  # [B, K]
                 if logits_out is not None:
                     logits_out[:, :, r, c] = logits
                 code = gumbel_pick(logits, noise[:, r, c], temperature)  # [B]
                 out[:, r, c] = code
                 emb = self.embedding(code)  # [B, C]
+                if attention is not None:
+                    self.attention.commit(emb, attention, r, c)
                 v_in[0][:, :, r + p, c + p] = emb
                 if c + 1 < width:
                     h_in[0][..., c + 1 + p] = emb

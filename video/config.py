@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from core.config import Limits, QuantizerConfig, TrackingConfig, TrainConfig
+from core.config import ConfigError, Limits, QuantizerConfig, TrackingConfig, TrainConfig
 from image.config import ImageModelConfig
 
 
@@ -104,3 +104,8 @@ class VideoConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     prior: VideoPriorConfig = field(default_factory=VideoPriorConfig)
     tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment_name="vqvae-video"))
+
+    def check(self) -> None:
+        """The frame VQ-VAE has one latent map (raises :class:`ConfigError` for ``model.levels`` > 1)."""
+        if self.model.levels != 1:
+            raise ConfigError(f"model.levels must be 1 for the video frame model, got {self.model.levels}")

@@ -40,6 +40,6 @@ def test_pooled_and_per_image_psnr_and_bicubic_match_the_hand_computation():
     small = F.interpolate(x, size=(4, 4), mode="bicubic", antialias=True)
     up = F.interpolate(small, size=(16, 16), mode="bicubic").clamp(0, 1)
     assert scores["bicubic_psnr"] == pytest.approx(10 * math.log10(1 / float((up - x).square().mean())), rel=1e-5)
-    assert usage.summary()["perplexity"] == scores["perplexity"]
+    assert usage[""].summary()["perplexity"] == scores["perplexity"]
     with pytest.raises(ValueError, match="empty held-out set"):
         score_reconstructions(model, TensorImages(x[:0]), torch.device("cpu"), 0.05)
