@@ -51,11 +51,15 @@ class ImageModelConfig:
     # latent maps: 1 (the VQ-VAE paper's model), 2 (VQ-VAE-2: bottom at 2^num_downsamples×, top 2× coarser) or 3
     # (bottom, middle, top; VQ-VAE-2's Fig. 3). Several levels: image.hierarchy (vq/ema, one codebook, gaussian)
     levels: int = 1
+    # levels > 1, training only: the probability that an item is decoded from its top levels alone (1 … levels − 1
+    # of them, uniformly; the levels below are zero vectors, as in progressive decoding), so the decoder learns to
+    # read the upper levels on their own. A deviation from VQ-VAE-2 (0 = the paper)
+    level_dropout: float = 0.0
 
     LIMITS: ClassVar[Limits] = {"in_channels": (">=", 1), "hidden_channels": (">=", 1),
                                 "residual_channels": (">=", 1), "num_residual_blocks": (">=", 0),
                                 "num_downsamples": (">=", 0), "decoder_input_kernel": (">=", 1),
-                                "levels": (">=", 1, "<=", 3)}
+                                "levels": (">=", 1, "<=", 3), "level_dropout": (">=", 0.0, "<", 1.0)}
     CHOICES: ClassVar[dict[str, tuple]] = {"likelihood": ("gaussian", "categorical")}
 
 
@@ -102,6 +106,8 @@ class ImageConfig:
             raise ConfigError(f"model.levels={self.model.levels} takes quantizer.kind vq or ema, "
                               f"quantizer.num_codebooks=1 and model.likelihood=gaussian, got {self.quantizer.kind}, "
                               f"{self.quantizer.num_codebooks}, {self.model.likelihood}")
+        if self.model.level_dropout and self.model.levels == 1:
+            raise ConfigError("model.level_dropout needs model.levels > 1")
         multiple = 2 ** (self.model.num_downsamples + self.model.levels - 1)
         side = {"embedded": ("data.crop_size", self.data.crop_size), "folder": ("data.image_size", self.data.image_size),
                 "cifar10": ("the CIFAR-10 image side", 32)}[self.data.source]

@@ -30,7 +30,13 @@ from image.data import (
     embedded_images,
     to_tensor,
 )
-from image.hierarchy import HierarchicalOutput, build_image_vqvae
+from image.hierarchy import HierarchicalOutput, HierarchicalVQVAE, build_image_vqvae
+from image.hierarchy_prior import (
+    HierarchicalPriorTrainer,
+    level_codes,
+    load_hierarchical_prior,
+    sample_hierarchical,
+)
 from image.media import labelled_grid, progressive_grid, sample_grid, usage_histogram
 from image.photos import debian_photos
 from image.prior_stage import (
@@ -153,11 +159,21 @@ def _vqvae_checkpoint(cfg: ImageConfig) -> Path:
 
 
 def run_prior(cfg: ImageConfig, train_ds, val_ds, resume: bool) -> dict[str, float]:
-    """Stage "prior": codes of the frozen VQ-VAE (cached on disk), the PixelCNN fit, bits/dim and samples."""
+    """Stage "prior": codes of the frozen VQ-VAE (cached on disk), the PixelCNN fit (one per level for a
+    hierarchical VQ-VAE), bits/dim and samples."""
     device = resolve_device(cfg.train.device)
     vqvae, _, vqvae_hash = load_frozen_vqvae(_vqvae_checkpoint(cfg), device)
     cache = Path(cfg.train.output_dir) / "prior" / "codes"
     data_key = repr((cfg.data, cfg.train.seed))
+    if isinstance(vqvae, HierarchicalVQVAE):
+        train_codes, train_labels = level_codes(cache / "train_levels.pt", vqvae, vqvae_hash, train_ds,
+                                                cfg.prior.code_items, device, data_key)
+        val_codes, val_labels = level_codes(cache / "val_levels.pt", vqvae, vqvae_hash, val_ds, len(val_ds), device,
+                                            data_key)
+        fit_pixel_sigma(vqvae, train_ds, 4096, device)
+        trainer = HierarchicalPriorTrainer(cfg, vqvae, vqvae_hash, train_codes, train_labels, val_codes, val_labels,
+                                           val_ds)
+        return fit_stage(trainer, resume, "held-out metrics (prior)")
     train_codes, train_labels = cached_codes(cache / "train.pt", vqvae, vqvae_hash, train_ds, cfg.prior.code_items,
                                              device, data_key)
     val_codes, val_labels = cached_codes(cache / "val.pt", vqvae, vqvae_hash, val_ds, len(val_ds), device, data_key)
@@ -172,9 +188,14 @@ def run_sample(cfg: ImageConfig) -> dict[str, float]:
     device = resolve_device(cfg.train.device)
     vqvae, _, vqvae_hash = load_frozen_vqvae(_vqvae_checkpoint(cfg), device)
     prior_path = stage_checkpoint(cfg.train.output_dir, "prior")
-    prior, grid, num_classes = load_prior(prior_path, vqvae, vqvae_hash, device)
-    images, _ = sample_images(prior, vqvae, grid, cfg.prior.samples, num_classes, cfg.prior.temperature,
-                              cfg.train.seed, device)
+    if isinstance(vqvae, HierarchicalVQVAE):
+        prior, grids, num_classes = load_hierarchical_prior(prior_path, vqvae, vqvae_hash, device)
+        images = sample_hierarchical(prior, vqvae, grids, cfg.prior.samples, num_classes, cfg.prior.temperature,
+                                     cfg.train.seed, device)
+    else:
+        prior, grid, num_classes = load_prior(prior_path, vqvae, vqvae_hash, device)
+        images, _ = sample_images(prior, vqvae, grid, cfg.prior.samples, num_classes, cfg.prior.temperature,
+                                  cfg.train.seed, device)
     tracker = stage_tracker(cfg.tracking, "sample", cfg, {"derived.vqvae_hash": vqvae_hash,
                                                           "derived.prior_checkpoint": str(prior_path)})
     tracker.log_image(sample_grid(images), "samples/samples.png")
@@ -216,7 +237,7 @@ def _needs_vqvae(cfg: ImageConfig) -> dict[str, Path]:
 
 SPEC = DomainSpec(
     name="image", config_class=ImageConfig, all_stages=("vqvae", "prior"), validate=_check_input,
-    summary_metrics=("psnr", "bicubic_psnr", "nature/psnr", "nature/bicubic_psnr", "perplexity", "dead_codes",
+    summary_metrics=("psnr", "bicubic_psnr", "nature/psnr", "nature/bicubic_psnr", "top/psnr", "perplexity", "dead_codes",
                      "nll_bits_per_code", "bits_per_dim"),
     requires={"prior": _needs_vqvae, "reconstruct": _needs_vqvae,
               "sample": lambda cfg: {**_needs_vqvae(cfg), "prior": stage_checkpoint(cfg.train.output_dir, "prior")}},

@@ -11,6 +11,10 @@ of the paper's Fig. 3). Encoding runs bottom-up, quantization top-down:
 * the image decoder reads ``[z_q_0, up(z_q_1), …, up(z_q_top)]`` at the bottom grid, each ``up`` a stack of 4×4
   transposed convolutions (2× each).
 
+With ``model.level_dropout = p`` (a named deviation, 0 by default), each training item is, with probability p,
+decoded from its top k levels alone (k uniform in 1 … L − 1; lower levels zero vectors, as in :meth:`decode`), so
+that the decoder learns to read the upper levels on their own and progressive reconstructions stay images.
+
 Each level has its own quantizer (any core kind but ``sq``) and loss; a level's codebook moves only through its own
 codebook loss or EMA statistics (the straight-through estimator passes no gradient from the decoder or from a
 lower level to a codebook). The objective is ``MSE / data_variance + Σ_l quantizer_l.loss``.
@@ -175,10 +179,21 @@ class HierarchicalVQVAE(nn.Module):
     def forward(self, x: torch.Tensor) -> HierarchicalOutput:
         """Encode, quantize every level, decode, and the objective (see the module docstring)."""
         outs = self._quantize(x)
-        x_hat = self._decode([o.z_q for o in outs])
+        x_hat = self._decode(self._drop_levels([o.z_q for o in outs]))
         mse = F.mse_loss(x_hat, x)
         loss = mse / self.data_variance + sum(o.loss for o in outs)
         return HierarchicalOutput(x_hat=x_hat, loss=loss, recon_loss=mse, levels=outs)
+
+    def _drop_levels(self, z_qs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Training only: zero the levels below a random top k of a random ``level_dropout`` share of the items."""
+        p = self.cfg.level_dropout
+        if not self.training or p == 0 or self.levels == 1:
+            return z_qs
+        batch, device = z_qs[0].shape[0], z_qs[0].device
+        dropped = torch.rand(batch, device=device) < p  # [B]
+        keep = torch.randint(1, self.levels, (batch,), device=device)  # [B] top levels kept
+        kept = [~(dropped & (l < self.levels - keep)) for l in range(self.levels)]  # L × [B] bool
+        return [z * k[:, None, None, None].to(z.dtype) for z, k in zip(z_qs, kept)]  # [B, h_l, w_l, D] each
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:

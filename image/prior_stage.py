@@ -23,13 +23,15 @@ from core.config import from_dict, stage_train_config, to_dict
 from core.trainer import Trainer, seed_everything
 from image.config import ImageConfig
 from image.media import sample_grid
+from image.hierarchy import build_image_vqvae
 from image.model import ImageVQVAE
 from priors.codes import EXTRACT_BATCH, from_prior_grid
 from priors.pixelcnn import GatedPixelCNN
 
 
 def load_frozen_vqvae(path: str | Path, device: torch.device) -> tuple[ImageVQVAE, ImageConfig, str]:
-    """The VQ-VAE of a checkpoint (built from the config it stores), in eval mode with frozen weights.
+    """The VQ-VAE of a checkpoint (built from the config it stores: an :class:`ImageVQVAE`, or an
+    :class:`image.hierarchy.HierarchicalVQVAE` for ``model.levels > 1``), in eval mode with frozen weights.
 
     Returns ``(model, its config, hash of its weights)``.
 
@@ -38,7 +40,7 @@ def load_frozen_vqvae(path: str | Path, device: torch.device) -> tuple[ImageVQVA
     """
     def build(payload: dict) -> ImageVQVAE:
         cfg = from_dict(ImageConfig, payload["config"])
-        return ImageVQVAE(cfg.model, cfg.quantizer)
+        return build_image_vqvae(cfg.model, cfg.quantizer)
 
     model, payload, weights_hash = load_frozen(path, build, device)
     return model, from_dict(ImageConfig, payload["config"]), weights_hash

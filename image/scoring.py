@@ -13,8 +13,8 @@ Definitions (every number the image job logs for a held-out set):
 
 With several latent levels (:class:`image.hierarchy.HierarchicalVQVAE`), ``psnr`` decodes from every level and
 ``bicubic_psnr`` resamples by the bottom level's factor; each level ``<name>`` (``bottom``, ``middle``, ``top``) adds
-its codebook health as ``<name>/perplexity``, ``<name>/dead_codes``…, ``<name>/bicubic_psnr`` (bicubic by that
-level's factor) and, above the bottom, ``<name>/psnr``: pooled PSNR decoding from that level and the levels above it
+its codebook health as ``<name>/perplexity``, ``<name>/dead_codes``…, and above the bottom ``<name>/bicubic_psnr``
+(bicubic by that level's factor) and ``<name>/psnr``: pooled PSNR decoding from that level and the levels above it
 alone (lower levels filled with zero vectors, :meth:`~image.hierarchy.HierarchicalVQVAE.decode`).
 """
 
@@ -99,8 +99,7 @@ def score_reconstructions(model, dataset: Dataset, device: torch.device, data_va
               "psnr_per_image": ours.psnr_sum / ours.count, "bicubic_psnr": psnr_of_mse(bicubic[0].mse())}
     for i, p in enumerate(prefixes):
         scores.update({p + k: v for k, v in usage[p].summary().items()})
-        if hierarchical:
+        if i:  # above the bottom (whose bicubic is ``bicubic_psnr`` and whose reconstruction is ``psnr``)
             scores[f"{p}bicubic_psnr"] = psnr_of_mse(bicubic[i].mse())
-            if i:
-                scores[f"{p}psnr"] = psnr_of_mse(upper[i - 1].mse())
+            scores[f"{p}psnr"] = psnr_of_mse(upper[i - 1].mse())
     return scores, usage

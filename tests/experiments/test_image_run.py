@@ -14,7 +14,7 @@ from core.config import ConfigError, load_config
 from experiments import run
 from image.config import ImageConfig
 from image.experiment import ImageVQVAETrainer
-from image.model import ImageVQVAE
+from image.hierarchy import build_image_vqvae
 
 CONFIGS = Path(run.__file__).resolve().parent / "configs"
 FAST = ["--config", str(Path(run.__file__).resolve().parent / "configs" / "image" / "debug.yaml")]  # the tiny setting
@@ -28,8 +28,41 @@ def _args(tmp_path, *extra):
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("image/*.yaml")), ids=lambda p: p.name)
 def test_every_image_config_loads_and_builds(path):
     cfg = load_config(ImageConfig, path)
-    model = ImageVQVAE(cfg.model, cfg.quantizer)
-    assert model.quantizer.codebook_size == cfg.quantizer.codebook_size
+    with torch.device("meta"):  # the paper-size models without their memory
+        model = build_image_vqvae(cfg.model, cfg.quantizer)
+    quantizers = getattr(model, "quantizers", [getattr(model, "quantizer", None)])
+    assert len(quantizers) == cfg.model.levels
+    assert all(q.codebook_size == cfg.quantizer.codebook_size for q in quantizers)
+
+
+def test_two_level_config_runs_end_to_end_into_tmp_path(tmp_path):
+    tiny = str(CONFIGS / "image" / "vqvae2_debug.yaml")
+    args = ["image", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--config", tiny,
+            f"train.output_dir={tmp_path / 'out'}"]
+    metrics = run.main(args)
+    assert {"psnr", "bicubic_psnr", "top/psnr", "top/bicubic_psnr", "bottom/perplexity", "top/perplexity",
+            "bottom/dead_codes", "top/dead_codes", "nature/top/psnr"} <= set(metrics)
+    assert {"nll_bits_per_code", "bottom/nll_bits_per_code", "top/nll_bits_per_code", "bits_per_dim",
+            "bottom/prior_bits_per_dim", "top/prior_bits_per_dim"} <= set(metrics)
+    assert metrics["prior_bits_per_dim"] == pytest.approx(metrics["bottom/prior_bits_per_dim"]
+                                                          + metrics["top/prior_bits_per_dim"])
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    vqvae = read_checkpoint(tmp_path / "out" / "vqvae" / "checkpoints" / "latest.pt")
+    r = client.get_run(vqvae["mlflow_run_id"])
+    assert {"train/top/perplexity", "train/bottom/commitment_loss", "val/top/psnr"} <= set(r.data.metrics)
+    assert {Path(a.path).name for a in client.list_artifacts(r.info.run_id, "codebook_usage")} == {
+        "bottom_step_0000004.png", "top_step_0000004.png"}
+    grid = client.download_artifacts(r.info.run_id, "reconstructions/held_out_step_0000004.png", str(tmp_path))
+    assert Image.open(grid).height == 3 * (4 * 32 + 2 * 2)  # rows: originals, top alone, top + bottom
+    prior = read_checkpoint(tmp_path / "out" / "prior" / "checkpoints" / "latest.pt")
+    assert [tuple(g) for g in prior["grids"]] == [(8, 8), (4, 4)] and prior["levels"] == 2
+    p = client.get_run(prior["mlflow_run_id"])
+    assert {"train/top/nll_bits_per_code", "val/bottom/nll_bits_per_code", "val/bits_per_dim"} <= set(p.data.metrics)
+    assert "samples" in {a.path for a in client.list_artifacts(p.info.run_id)}
+    assert run.main(args + ["--stage", "sample"])["samples"] == 4
+    photo = tmp_path / "mine.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 52, 3), dtype=np.uint8)).save(photo)
+    assert set(run.main(args + ["--stage", "reconstruct", "--input", str(photo)])) == {"psnr/mine.png", "psnr_mean"}
 
 
 def test_default_config_runs_end_to_end_into_tmp_path(tmp_path):
@@ -119,3 +152,7 @@ def test_cli_errors_name_the_problem(tmp_path):
         run.main(_args(tmp_path, "--stage", "decode"))
     with pytest.raises(ConfigError, match="known kinds"):
         run.main(_args(tmp_path, "quantizer.kind=rvq"))
+    with pytest.raises(ConfigError, match="model.levels=2 takes quantizer.kind vq or ema"):
+        run.main(_args(tmp_path, "model.levels=2", "quantizer.kind=sq"))
+    with pytest.raises(ConfigError, match="data.crop_size \\(36\\) must be a multiple of 8"):
+        run.main(_args(tmp_path, "model.levels=2", "quantizer.num_codebooks=1", "data.crop_size=36"))

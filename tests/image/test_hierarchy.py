@@ -1,5 +1,7 @@
 """The VQ-VAE-2 model: shapes at every level, each codebook trained by its own loss alone, progressive decoding."""
 
+import math
+
 import pytest
 import torch
 
@@ -66,3 +68,61 @@ def test_bad_settings_are_refused():
         HierarchicalVQVAE(MODEL, QuantizerConfig(kind="sq"), levels=2)
     with pytest.raises(ValueError, match="need 2 index maps"):
         _model(2).decode([torch.zeros(1, 16, 16, dtype=torch.long)], keep=1)
+
+
+def test_progressive_decoding_fills_the_levels_left_out_with_zeros():
+    model = _model(3).eval()
+    x = torch.rand(2, 3, 64, 64)
+    indices = model.encode(x)
+    stages = model.progressive(x)
+    assert len(stages) == 3 and all(s.shape == x.shape and 0 <= s.min() and s.max() <= 1 for s in stages)
+    torch.testing.assert_close(stages[-1], model(x).x_hat.clamp(0, 1))  # all levels = the forward's reconstruction
+    for keep in (1, 2):
+        changed = [(i + 1) % 16 if level < 3 - keep else i for level, i in enumerate(indices)]
+        torch.testing.assert_close(model.decode(changed, keep=keep), model.decode(indices, keep=keep))  # unused
+        assert not torch.allclose(model.decode(changed), model.decode(indices))  # all levels: they count
+    z_qs = [q.lookup(i) for q, i in zip(model.quantizers, indices)]
+    with torch.no_grad():
+        top_alone = model._decode([torch.zeros_like(z_qs[0]), torch.zeros_like(z_qs[1]), z_qs[2]])
+    torch.testing.assert_close(model.decode(indices, keep=1), top_alone)
+
+
+def test_builder_loss_terms_and_reconstruction_nll():
+    from image.hierarchy import build_image_vqvae
+    from image.model import ImageVQVAE
+
+    assert isinstance(build_image_vqvae(MODEL, QuantizerConfig(codebook_size=16, code_dim=4)), ImageVQVAE)
+    two = build_image_vqvae(ImageModelConfig(hidden_channels=16, residual_channels=8, levels=2),
+                            QuantizerConfig(kind="ema", codebook_size=16, code_dim=4))
+    assert isinstance(two, HierarchicalVQVAE) and two.level_names == ("bottom", "top") and two.side_multiple == 8
+    assert two.latent_shape(64, 32) == [(16, 8), (8, 4)]
+    out = two(torch.rand(2, 3, 32, 32))
+    terms = out.loss_terms()
+    assert {"loss", "recon_loss", "quantizer_loss", "top/perplexity", "bottom/commitment_loss"} <= set(terms)
+    assert float(terms["quantizer_loss"]) == pytest.approx(float(sum(o.loss.detach() for o in out.levels)))
+    # a decoder that outputs 0.5 everywhere and σ → 0: levels 127 and 128 each get half the mass, 1 bit per sub-pixel
+    model = _model(2).eval()
+    with torch.no_grad():
+        last = model.decoder.net[-1]
+        last.weight.zero_()
+        last.bias.zero_()
+        model.pixel_log_sigma.fill_(-12.0)
+    x = torch.randint(127, 129, (2, 3, 32, 32)).float() / 255
+    nll = model.reconstruction_nll(x, model.encode(x))
+    torch.testing.assert_close(nll, torch.full((2,), 3 * 32 * 32 * math.log(2)), rtol=1e-5, atol=1e-3)
+
+
+def test_level_dropout_decodes_some_training_items_from_their_top_levels_alone():
+    torch.manual_seed(0)
+    cfg = ImageModelConfig(hidden_channels=16, residual_channels=8, num_residual_blocks=1, levels=3,
+                           level_dropout=0.5)
+    model = HierarchicalVQVAE(cfg, QuantizerConfig(codebook_size=16, code_dim=4), levels=3)
+    z_qs = [torch.ones(400, s, s, 4) for s in (4, 2, 1)]
+    dropped = model._drop_levels(z_qs)
+    kept = torch.stack([z.flatten(1).amax(1) for z in dropped], 1)  # [B, L]: 1 where the level is decoded
+    assert torch.all(kept[:, 2] == 1)  # the top level always
+    patterns = {tuple(row.tolist()) for row in kept}
+    assert patterns == {(1.0, 1.0, 1.0), (0.0, 1.0, 1.0), (0.0, 0.0, 1.0)}  # never a hole below a kept level
+    assert 0.35 < float((kept[:, 0] == 0).float().mean()) < 0.65
+    model.eval()
+    assert all(torch.equal(a, b) for a, b in zip(model._drop_levels(z_qs), z_qs))  # evaluation decodes every level
