@@ -79,6 +79,9 @@ class VideoPriorConfig:
     given_frames: int = 6  # real frames given before generation (paper: 6)
     generated_frames: int = 10  # frames generated in latent space (paper: 10)
     temperature: float = 1.0
+    eval_samples: int = 4  # S rollouts per held-out window: scored as their mean and as the best of S (≤ 16)
+    # a generated step counts as "moving" where the true frame differs from the last given one: PSNR below this (dB)
+    moving_threshold_db: float = 30.0
     fixed_actions: list[str] = field(default_factory=lambda: ["move_forward", "turn_right"])  # paper fig. 7
     eval_windows: int = 128  # held-out (episode, start) windows evaluated by PSNR/SSIM
     eval_stride: int = 16  # frames between window starts within an episode
@@ -90,7 +93,8 @@ class VideoPriorConfig:
 
     LIMITS: ClassVar[Limits] = {"context_frames": (">=", 1), "given_frames": (">=", 1),
                                 "generated_frames": (">=", 1), "temperature": (">", 0), "eval_windows": (">=", 1),
-                                "eval_stride": (">=", 1), "val_windows": (">=", 1), "media_examples": (">=", 0)}
+                                "eval_stride": (">=", 1), "val_windows": (">=", 1), "media_examples": (">=", 0),
+                                "eval_samples": (">=", 1, "<=", 16)}
 
 
 @dataclass

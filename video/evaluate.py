@@ -13,6 +13,7 @@ are compared, step by step, with the true frames:
 Reference rows: the frame VQ-VAE's reconstruction of the true future (what the decoder can reach), and a copy of the
 last given frame, in pixels and as its decoded codes (a prior that ignored the dynamics; exact copies are right
 whenever the view returns, e.g. after a left and a right turn, or does not change, e.g. walking into a wall).
+Scores, the moving frames and the protocols over several sampled rollouts (mean, best of S): :mod:`video.protocol`.
 
 Axis legend: N windows, G given frames, F generated frames, H W frame size, h w latent grid, 3 RGB channels.
 """
@@ -23,7 +24,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from skimage.metrics import structural_similarity
 
 from image.model import ImageVQVAE
 from priors.action_pixelcnn import ActionConditionalPixelCNN
@@ -31,6 +31,7 @@ from priors.codes import from_prior_grid
 from video.config import VideoEnvConfig
 from video.data import Episode, evaluation_windows
 from video.envs import make_env
+from video.protocol import frame_scores, moving_mask, protocol_curves
 from video.record import rollout_from
 
 BATCH = 64
@@ -103,34 +104,6 @@ def shuffle_actions(actions: torch.Tensor, seed: int) -> torch.Tensor:
     return actions.flatten()[perm].view_as(actions)
 
 
-# The MSE of 8-bit rounding, (1/255)²/12: identical frames (an agent walking into a wall does not move) score the
-# PSNR of quantisation noise, 58.9 dB, instead of an unbounded value that would swamp the average over windows.
-MSE_FLOOR = (1.0 / 255) ** 2 / 12
-
-
-def per_step_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
-    """PSNR (dB on the [0, 1] scale, per frame with the MSE floored at ``MSE_FLOOR``, then averaged) and SSIM
-    (``skimage``, over the RGB channels, data range 255) of each step.
-
-    Args:
-        pred, truth: ``[N, F, H, W, 3]`` uint8.
-
-    Returns:
-        ``{"psnr": [F], "ssim": [F]}`` averaged over the N windows.
-    """
-    if pred.shape != truth.shape:
-        raise ValueError(f"shape mismatch: {pred.shape} vs {truth.shape}")
-    f = pred.shape[1]
-    diff = (pred.astype(np.float64) - truth.astype(np.float64)) / 255
-    mse = np.maximum((diff ** 2).reshape(*pred.shape[:2], -1).mean(-1), MSE_FLOOR)  # [N, F]
-    psnrs = (-10 * np.log10(mse)).mean(0)
-    win = min(7, pred.shape[2], pred.shape[3])
-    win -= 1 - win % 2  # odd
-    ssims = np.array([np.mean([structural_similarity(truth[n, i], pred[n, i], channel_axis=-1, data_range=255,
-                                                     win_size=win) for n in range(len(pred))]) for i in range(f)])
-    return {"psnr": psnrs, "ssim": ssims}
-
-
 def fixed_action_truth(env_cfg: VideoEnvConfig, episodes: list[Episode], windows: Windows, given: int,
                        actions: np.ndarray) -> np.ndarray | None:
     """True futures ``[N, F, H, W, 3]`` under ``actions`` ``[F]`` for every window, replayed from each episode's
@@ -144,9 +117,10 @@ def fixed_action_truth(env_cfg: VideoEnvConfig, episodes: list[Episode], windows
 
 @torch.no_grad()
 def evaluate_generation(prior: ActionConditionalPixelCNN, vqvae: ImageVQVAE, windows: Windows, env_cfg: VideoEnvConfig,
-                        episodes: list[Episode], fixed: dict[str, int], temperature: float,
-                        seed: int) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, ...]]]:
-    """Generate under the true, shuffled and fixed actions and score every step.
+                        episodes: list[Episode], fixed: dict[str, int], temperature: float, seed: int,
+                        samples: int = 1, moving_threshold_db: float = 30.0
+                        ) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, ...]]]:
+    """Generate under the true, shuffled and fixed actions and score every step (:mod:`video.protocol`).
 
     Args:
         prior, vqvae: the trained models (eval mode).
@@ -155,41 +129,50 @@ def evaluate_generation(prior: ActionConditionalPixelCNN, vqvae: ImageVQVAE, win
         episodes: the held-out episodes the windows come from.
         fixed: ``{action name: action index}`` of the fixed action sequences.
         temperature: sampling temperature.
-        seed: sampling seed (shared by every condition).
+        seed: sampling seed: sample s of every condition uses the noise of ``seed + s``, so the true and the
+            shuffled actions meet the same random numbers.
+        samples: S rollouts per window under the true and the shuffled actions (one under fixed actions).
+        moving_threshold_db: the moving frames' threshold (:func:`video.protocol.moving_mask`).
 
     Returns:
-        ``(curves, media)``: ``curves`` maps ``"psnr_true_actions"``, ``"ssim_shuffled_actions"``,
-        ``"psnr_fixed_move_forward"``, ``"psnr_copy_last"``, ``"psnr_copy_last_codes"``, ``"psnr_vqvae_recon"`` … to
-        ``[F]`` arrays;
-        ``media`` maps each condition to ``(given [N, G, H, W, 3], generated [N, F, H, W, 3], truth or None)``.
+        ``(curves, media)``: ``curves`` maps the names of :func:`video.protocol.protocol_curves` for
+        ``true_actions``, ``shuffled_actions``, ``fixed_<action>`` (all windows only), ``copy_last``,
+        ``copy_last_codes`` and ``vqvae_recon`` (e.g. ``psnr_true_actions``, ``moving/ssim_copy_last``,
+        ``psnr_true_actions_best_of_4``), plus ``moving_fraction``, to ``[F]`` arrays; ``media`` maps each
+        condition to ``(given [N, G, H, W, 3], first sample's frames [N, F, H, W, 3], truth or None)``.
     """
     given = windows.given_codes.shape[1]
     n, f = windows.actions.shape
-    curves: dict[str, np.ndarray] = {}
+    moving = moving_mask(windows.given_frames[:, -1], windows.truth, moving_threshold_db)  # [N, F]
+    curves: dict[str, np.ndarray] = {"moving_fraction": moving.mean(0)}
     media: dict[str, tuple] = {}
 
-    def score(name: str, pred: np.ndarray, truth: np.ndarray | None) -> None:
-        if truth is not None:
-            for metric, values in per_step_metrics(pred, truth).items():
-                curves[f"{metric}_{name}"] = values
+    def score(name: str, predictions: list[np.ndarray], truth: np.ndarray) -> None:
+        per_sample = [frame_scores(pred, truth) for pred in predictions]
+        stacked = {k: np.stack([s[k] for s in per_sample]) for k in per_sample[0]}  # [S, N, F] each
+        curves.update(protocol_curves(name, stacked, moving))
 
-    conditions = {"true_actions": (windows.actions, windows.truth),
-                  "shuffled_actions": (shuffle_actions(windows.actions, seed), windows.truth)}
+    shuffled = shuffle_actions(windows.actions, seed)
+    for name, actions in {"true_actions": windows.actions, "shuffled_actions": shuffled}.items():
+        rollouts = [decode(vqvae, generate(prior, windows.given_codes, actions, temperature, seed + s))
+                    for s in range(samples)]
+        score(name, rollouts, windows.truth)
+        media[name] = (windows.given_frames, rollouts[0], windows.truth)
     for name, index in fixed.items():
         sequence = np.full(f, index, dtype=np.int64)
         truth = fixed_action_truth(env_cfg, episodes, windows, given, sequence)
-        conditions[f"fixed_{name}"] = (torch.from_numpy(sequence).expand(n, f).contiguous(), truth)
-    for name, (actions, truth) in conditions.items():
+        actions = torch.from_numpy(sequence).expand(n, f).contiguous()
         frames = decode(vqvae, generate(prior, windows.given_codes, actions, temperature, seed))
-        score(name, frames, truth)
-        media[name] = (windows.given_frames, frames, truth)
-    score("copy_last", np.repeat(windows.given_frames[:, -1:], f, axis=1), windows.truth)
-    score("copy_last_codes", decode(vqvae, windows.given_codes[:, -1:].expand(-1, f, -1, -1)), windows.truth)
+        if truth is not None:  # all windows, one sample (the moving frames are those of the recorded future)
+            curves.update({f"{m}_fixed_{name}": v.mean(0) for m, v in frame_scores(frames, truth).items()})
+        media[f"fixed_{name}"] = (windows.given_frames, frames, truth)
+    score("copy_last", [np.repeat(windows.given_frames[:, -1:], f, axis=1)], windows.truth)
+    score("copy_last_codes", [decode(vqvae, windows.given_codes[:, -1:].expand(-1, f, -1, -1))], windows.truth)
     device = next(vqvae.parameters()).device
     truth = torch.from_numpy(windows.truth).movedim(-1, -3).float().div(255)  # [N, F, 3, H, W]
     codes = torch.cat([vqvae.encode(chunk.flatten(0, 1).to(device)).cpu() for chunk in truth.split(BATCH)])
     codes = codes.reshape(n, f, *codes.shape[1:])  # [N, F, h, w] or [N, F, h, w, G]
     if codes.dim() == 5:
         codes = codes.flatten(3)  # [N, F, h, w·G]
-    score("vqvae_recon", decode(vqvae, codes), windows.truth)
+    score("vqvae_recon", [decode(vqvae, codes)], windows.truth)
     return curves, media

@@ -28,7 +28,7 @@ from video.config import VideoConfig
 from video.data import Episode, FrameDataset, WindowDataset
 from video.envs import action_index
 from video.evaluate import build_windows, evaluate_generation
-from video.media import gif_frames, strip, write_gif
+from video.media import curves_figure, gif_frames, strip, write_gif
 from video.prior_stage import (
     VideoPriorTrainer,
     episode_actions,
@@ -145,11 +145,13 @@ def run_prior(cfg: VideoConfig, splits: Splits, resume: bool) -> dict[str, float
 
 
 def _table(curves: dict[str, np.ndarray], metric: str) -> str:
+    """One line per curve whose name starts with ``metric + "_"`` (``psnr``, ``moving/ssim``…): per step, then the
+    mean over the steps (NaN steps left out)."""
     rows = [(name[len(metric) + 1:], values) for name, values in curves.items() if name.startswith(metric + "_")]
     steps = len(rows[0][1])
-    head = f"{metric.upper():>20} " + " ".join(f"{i:>6d}" for i in range(1, steps + 1)) + "    mean"
-    lines = [head] + [f"{name:>20} " + " ".join(f"{v:6.3f}" if metric == "ssim" else f"{v:6.2f}" for v in values) +
-                      f"  {values.mean():6.3f}" for name, values in rows]
+    head = f"{metric.upper():>30} " + " ".join(f"{i:>6d}" for i in range(1, steps + 1)) + "    mean"
+    lines = [head] + [f"{name:>30} " + " ".join(f"{v:6.3f}" if "ssim" in metric else f"{v:6.2f}" for v in values) +
+                      f"  {np.nanmean(values):6.3f}" for name, values in rows]
     return "\n".join(lines)
 
 
@@ -182,15 +184,16 @@ def run_generate(cfg: VideoConfig, splits: Splits) -> dict[str, float]:
     val_codes = _codes(cfg, splits.val, "val", vqvae, vqvae_hash, device, splits.key)
     windows = build_windows(splits.val, val_codes, p.given_frames, p.generated_frames, p.eval_stride, p.eval_windows)
     curves, media = evaluate_generation(prior, vqvae, windows, cfg.env, splits.val, fixed, p.temperature,
-                                        p.train.seed)
+                                        p.train.seed, p.eval_samples, p.moving_threshold_db)
     recon_psnr = _vqvae_psnr(vqvae, FrameDataset(splits.val, max_items=cfg.data.val_frames), device)
 
     tracker = stage_tracker(cfg.tracking, "generate", cfg, {
         "derived.vqvae_hash": vqvae_hash, "derived.prior_checkpoint": str(_prior_checkpoint(cfg)),
         "derived.eval_windows": len(windows.starts), "derived.action_names": splits.action_names})
     for step in range(p.generated_frames):
-        tracker.log_metrics({f"generate/{name}": float(values[step]) for name, values in curves.items()}, step + 1)
-    means = {f"generate/{name}_mean": float(values.mean()) for name, values in curves.items()}
+        tracker.log_metrics({f"generate/{name}": float(values[step]) for name, values in curves.items()
+                             if np.isfinite(values[step])}, step + 1)
+    means = {f"generate/{name}_mean": float(np.nanmean(values)) for name, values in curves.items()}
     metrics = {**means, "generate/vqvae_psnr": recon_psnr, "generate/windows": float(len(windows.starts))}
     tracker.log_metrics(metrics, p.generated_frames)
     out_dir = Path(cfg.train.output_dir) / "generate"
@@ -200,12 +203,19 @@ def run_generate(cfg: VideoConfig, splits: Splits) -> dict[str, float]:
         tracker.log_image(strip(given[shown], generated[shown], truth), f"strips/{name}.png")
         gif = write_gif(gif_frames(given[shown], generated[shown], truth), out_dir / "gifs" / f"{name}.gif")
         tracker.log_artifact(gif, "gifs")
+    import matplotlib.pyplot as plt
+
+    for metric in ("psnr", "ssim"):
+        fig = curves_figure(curves, metric, p.eval_samples)
+        tracker.log_figure(fig, f"curves/{metric}_per_step.png")
+        plt.close(fig)
     tracker.end()
     print(f"\ngeneration on {len(windows.starts)} held-out windows: {p.given_frames} given frames, "
           f"{p.generated_frames} generated (temperature {p.temperature}); frame VQ-VAE PSNR on held-out frames "
           f"{recon_psnr:.2f} dB")
-    print(_table(curves, "psnr"))
-    print(_table(curves, "ssim"))
+    for metric in ("psnr", "ssim", "moving/psnr", "moving/ssim"):
+        print(_table(curves, metric))
+    print("moving fraction per step: " + " ".join(f"{v:.2f}" for v in curves["moving_fraction"]))
     print(f"MLflow UI: {tracker.ui_command()}")
     return metrics
 

@@ -90,3 +90,34 @@ def write_gif(pictures: list[np.ndarray], path: str | Path, frame_ms: int = 250)
     durations = [frame_ms] * (len(images) - 1) + [frame_ms * 4]
     images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)
     return path
+
+
+# (curve name without the metric, label) of the per-step plot: (a) model, true actions; (b) shuffled actions;
+# (c) repeat the last given frame; (d) the frame VQ-VAE's reconstruction of the truth (the ceiling)
+PLOTTED = (("true_actions", "true actions (mean of samples)"), ("true_actions_best_of_{s}", "true actions (best of {s})"),
+           ("shuffled_actions", "shuffled actions (mean)"), ("copy_last", "repeat last given frame"),
+           ("vqvae_recon", "VQ-VAE reconstruction of the truth"))
+
+
+def curves_figure(curves: dict[str, np.ndarray], metric: str, samples: int):
+    """A matplotlib figure of ``metric`` (``psnr`` or ``ssim``) against the generated step: all held-out windows
+    (left) and the moving frames (right), one line per prediction of ``PLOTTED`` that ``curves`` holds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, prefix, title in zip(axes, ("", "moving/"), ("all held-out windows", "moving frames")):
+        for name, label in PLOTTED:
+            key = f"{prefix}{metric}_{name.format(s=samples)}"
+            if key in curves:
+                values = curves[key]
+                ax.plot(np.arange(1, len(values) + 1), values, marker="o", label=label.format(s=samples))
+        ax.set_title(title)
+        ax.set_xlabel("generated frame")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("PSNR (dB)" if metric == "psnr" else "SSIM")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -6,7 +6,8 @@ import torch
 from skimage.metrics import structural_similarity
 
 from video.data import Episode
-from video.evaluate import MSE_FLOOR, build_windows, per_step_metrics, shuffle_actions
+from video.evaluate import build_windows, shuffle_actions
+from video.protocol import MSE_FLOOR, best_of, curve, frame_scores, moving_mask, protocol_curves
 from video.media import gif_frames, strip, write_gif
 
 
@@ -14,12 +15,12 @@ def _frames(n, f, size=8, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (n, f, size, size, 3), dtype=np.uint8)
 
 
-def test_per_step_metrics_match_the_definitions():
+def test_frame_scores_match_the_definitions():
     truth = _frames(3, 4)
     pred = truth.copy()
     pred[:, 1] = np.clip(pred[:, 1].astype(int) + 10, 0, 255)
     pred[:, 2] = _frames(3, 1, seed=1)[:, 0]
-    out = per_step_metrics(pred, truth)
+    out = {k: v.mean(0) for k, v in frame_scores(pred, truth).items()}
     assert out["psnr"].shape == out["ssim"].shape == (4,)
     assert out["psnr"][0] == pytest.approx(-10 * np.log10(MSE_FLOOR))  # identical frames: the 8-bit floor, 58.9 dB
     mse = ((pred[:, 1].astype(float) - truth[:, 1]) / 255) ** 2
@@ -30,7 +31,29 @@ def test_per_step_metrics_match_the_definitions():
     assert out["ssim"][2] == pytest.approx(expected)
     assert out["psnr"][2] < out["psnr"][1] < out["psnr"][0]
     with pytest.raises(ValueError, match="shape mismatch"):
-        per_step_metrics(pred[:, :2], truth)
+        frame_scores(pred[:, :2], truth)
+
+
+def test_moving_frames_curves_and_best_of_samples_follow_their_definitions():
+    truth = _frames(2, 3)
+    last = truth[:, 0].copy()  # window 0: step 1 equals the last given frame
+    last[1] = 0  # window 1: nothing equals it
+    moving = moving_mask(last, truth, threshold_db=30.0)
+    assert moving.tolist() == [[False, True, True], [True, True, True]]
+    scores = np.array([[1.0, 2.0, 3.0], [5.0, 6.0, 7.0]])
+    assert curve(scores).tolist() == [3.0, 4.0, 5.0]
+    assert curve(scores, moving).tolist() == [5.0, 4.0, 5.0]
+    assert np.isnan(curve(scores, np.zeros_like(moving))).all()
+    samples = np.array([[[1.0, 1.0, 1.0], [9.0, 0.0, 0.0]],   # sample 0: mean 1 / mean 3
+                        [[0.0, 0.0, 4.0], [2.0, 2.0, 2.0]]])  # sample 1: mean 4/3 / mean 2
+    assert best_of(samples).tolist() == [[0.0, 0.0, 4.0], [9.0, 0.0, 0.0]]  # chosen by the mean over steps
+    out = protocol_curves("true_actions", {"psnr": samples}, moving)
+    assert set(out) == {"psnr_true_actions", "moving/psnr_true_actions", "psnr_true_actions_best_of_2",
+                        "moving/psnr_true_actions_best_of_2"}
+    assert out["psnr_true_actions"].tolist() == pytest.approx([3.0, 0.75, 1.75])  # mean over samples, then windows
+    assert out["moving/psnr_true_actions_best_of_2"].tolist() == pytest.approx([9.0, 0.0, 2.0])
+    assert set(protocol_curves("copy_last", {"psnr": samples[:1]}, moving)) == {"psnr_copy_last",
+                                                                              "moving/psnr_copy_last"}
 
 
 def test_shuffled_actions_are_a_seeded_permutation_across_windows_and_steps():
