@@ -61,8 +61,13 @@ def test_fast_config_runs_end_to_end_into_tmp_path(tmp_path):
     history = client.get_metric_history(gen.info.run_id, "generate/psnr_true_actions")
     assert sorted(m.step for m in history) == list(range(1, 11))
     for name in ("psnr_shuffled_actions", "ssim_true_actions", "ssim_shuffled_actions", "psnr_fixed_move_forward",
-                 "psnr_copy_last", "psnr_copy_last_codes", "psnr_vqvae_recon", "vqvae_psnr"):
+                 "psnr_copy_last", "psnr_copy_last_codes", "psnr_vqvae_recon", "vqvae_psnr",
+                 "psnr_true_actions_best_of_2", "ssim_shuffled_actions_best_of_2", "moving/psnr_true_actions",
+                 "moving/ssim_copy_last", "moving/psnr_vqvae_recon", "moving_fraction"):
         assert f"generate/{name}" in gen.data.metrics, name
+    assert metrics["generate/psnr_true_actions_best_of_2_mean"] >= metrics["generate/psnr_true_actions_mean"] - 1e-9
+    assert {"curves/psnr_per_step.png", "curves/ssim_per_step.png"} <= {
+        a.path for a in client.list_artifacts(gen.info.run_id, "curves")}
     artifacts = {a.path for folder in ("gifs", "strips") for a in client.list_artifacts(gen.info.run_id, folder)}
     for name in ("true_actions", "shuffled_actions", "fixed_move_forward", "fixed_turn_right"):
         assert f"gifs/{name}.gif" in artifacts and f"strips/{name}.png" in artifacts
@@ -77,6 +82,21 @@ def test_fast_config_runs_end_to_end_into_tmp_path(tmp_path):
         load_prior(out / "prior" / "checkpoints" / "latest.pt", vqvae, "other", (4, 4), torch.device("cpu"))
     with pytest.raises(ValueError, match="prior's grid"):
         load_prior(out / "prior" / "checkpoints" / "latest.pt", vqvae, vqvae_hash, (8, 8), torch.device("cpu"))
+
+
+def test_paper_config_runs_a_few_steps_of_every_stage(tmp_path):
+    # the paper's model sizes (84×84 frames → 21×21 codes, 256-wide VQ-VAE, 20-layer prior) on a few tiny episodes
+    paper = str(CONFIGS / "video" / "paper.yaml")
+    small = ["data.train_episodes=2", "data.val_episodes=1", "data.steps_per_episode=17", "data.val_frames=4",
+             "train.steps=2", "train.batch_size=2", "train.eval_every=2", "train.checkpoint_every=2", "train.device=cpu",
+             "prior.train.steps=2", "prior.train.batch_size=2", "prior.train.eval_every=2",
+             "prior.train.checkpoint_every=2", "prior.val_windows=2", "prior.eval_windows=1", "prior.eval_samples=1",
+             "prior.generated_frames=2", "prior.fixed_actions=[move_forward]", "prior.media_examples=1"]
+    metrics = run.main(["video", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--config", paper,
+                        f"train.output_dir={tmp_path / 'out'}", *small])
+    prior = read_checkpoint(tmp_path / "out" / "prior" / "checkpoints" / "latest.pt")
+    assert prior["step"] == 2 and tuple(prior["grid"]) == (21, 21)
+    assert {"generate/psnr_true_actions_mean", "generate/moving/psnr_copy_last_mean"} <= set(metrics)
 
 
 def test_cli_errors_name_the_problem(tmp_path):
