@@ -200,8 +200,11 @@ def run_generate(cfg: VideoConfig, splits: Splits) -> dict[str, float]:
     shown = slice(0, p.media_examples)
     for name, (given, generated, truth) in media.items():
         truth = None if truth is None else truth[shown]
-        tracker.log_image(strip(given[shown], generated[shown], truth), f"strips/{name}.png")
-        gif = write_gif(gif_frames(given[shown], generated[shown], truth), out_dir / "gifs" / f"{name}.gif")
+        # the recorded actions' pictures also show the same windows under shuffled actions, below / to the right
+        shuffled = media["shuffled_actions"][1][shown] if name == "true_actions" else None
+        tracker.log_image(strip(given[shown], generated[shown], truth, shuffled), f"strips/{name}.png")
+        gif = write_gif(gif_frames(given[shown], generated[shown], truth, shuffled),
+                        out_dir / "gifs" / f"{name}.gif")
         tracker.log_artifact(gif, "gifs")
     import matplotlib.pyplot as plt
 

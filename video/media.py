@@ -32,17 +32,20 @@ def _bordered(frame: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
     return out
 
 
-def strip(given: np.ndarray, generated: np.ndarray, truth: np.ndarray | None) -> np.ndarray:
+def strip(given: np.ndarray, generated: np.ndarray, truth: np.ndarray | None,
+          shuffled: np.ndarray | None = None) -> np.ndarray:
     """One ``[rows·(H+2·PAD), max(G, F)·(W+2·PAD), 3]`` uint8 picture: per example the rows context | generated |
-    ground truth (the last row left out when the truth is unknown).
+    ground truth (left out when the truth is unknown) | generated under shuffled actions (when given).
 
     Args:
         given: ``[N, G, H, W, 3]`` uint8.
         generated: ``[N, F, H, W, 3]`` uint8.
         truth: ``[N, F, H, W, 3]`` uint8 or None.
+        shuffled: ``[N, F, H, W, 3]`` uint8 or None.
     """
     given, generated = _upscale(given), _upscale(generated)
     truth = None if truth is None else _upscale(truth)
+    shuffled = None if shuffled is None else _upscale(shuffled)
     width = max(given.shape[1], generated.shape[1])
     blank = np.full(given.shape[2:], 255, np.uint8)
 
@@ -55,29 +58,36 @@ def strip(given: np.ndarray, generated: np.ndarray, truth: np.ndarray | None) ->
         rows += [row(given[i], REAL), row(generated[i], GENERATED)]
         if truth is not None:
             rows.append(row(truth[i], REAL))
+        if shuffled is not None:
+            rows.append(row(shuffled[i], GENERATED))
     return np.concatenate(rows, axis=0)
 
 
-def gif_frames(given: np.ndarray, generated: np.ndarray, truth: np.ndarray | None) -> list[np.ndarray]:
-    """The G + F pictures of the animation: examples stacked vertically, each ``model | ground truth``.
+def gif_frames(given: np.ndarray, generated: np.ndarray, truth: np.ndarray | None,
+               shuffled: np.ndarray | None = None) -> list[np.ndarray]:
+    """The G + F pictures of the animation: examples stacked vertically, each ``model | ground truth`` (and
+    ``| model under shuffled actions`` when ``shuffled`` is given).
 
-    During the first G steps both columns show the given frames; then the model column shows the generated frames
+    During the first G steps every column shows the given frames; then the model columns show the generated frames
     (red border) and the other the true future (green; white when unknown).
     """
     given, generated = _upscale(given), _upscale(generated)
     truth = None if truth is None else _upscale(truth)
+    shuffled = None if shuffled is None else _upscale(shuffled)
     blank = np.full(given.shape[2:], 255, np.uint8)
     pictures = []
     for t in range(given.shape[1] + generated.shape[1]):
         rows = []
         for i in range(len(given)):
             if t < given.shape[1]:
-                left = right = _bordered(given[i, t], REAL)
+                cells = [_bordered(given[i, t], REAL)] * (2 if shuffled is None else 3)
             else:
                 j = t - given.shape[1]
-                left = _bordered(generated[i, j], GENERATED)
-                right = _bordered(truth[i, j], REAL) if truth is not None else _bordered(blank, BLANK)
-            rows.append(np.concatenate([left, right], axis=1))
+                cells = [_bordered(generated[i, j], GENERATED),
+                         _bordered(truth[i, j], REAL) if truth is not None else _bordered(blank, BLANK)]
+                if shuffled is not None:
+                    cells.append(_bordered(shuffled[i, j], GENERATED))
+            rows.append(np.concatenate(cells, axis=1))
         pictures.append(np.concatenate(rows, axis=0))
     return pictures
 

@@ -86,6 +86,9 @@ def test_strips_and_gifs_show_context_generated_and_truth(tmp_path):
     cell = 64 + 4  # 8-pixel frames are upscaled to 64 and get a 2-pixel border
     assert picture.shape == (2 * 3 * cell, 10 * cell, 3) and picture.dtype == np.uint8
     assert strip(given, generated, None).shape == (2 * 2 * cell, 10 * cell, 3)
+    shuffled = _frames(2, 10, seed=5)
+    assert strip(given, generated, truth, shuffled).shape == (2 * 4 * cell, 10 * cell, 3)
+    assert gif_frames(given, generated, truth, shuffled)[-1].shape == (2 * cell, 3 * cell, 3)
     pictures = gif_frames(given, generated, truth)
     assert len(pictures) == 16 and pictures[0].shape == (2 * cell, 2 * cell, 3)
     path = write_gif(pictures, tmp_path / "gifs" / "x.gif")
