@@ -1,7 +1,7 @@
 """Naive against cached sampling of the gated PixelCNN prior.
 
     python experiments/benchmarks/prior_sampling.py [--grid 32] [--codes 512] [--channels 64] [--layers 8]
-        [--batch 1] [--naive-rows 4] [--repeats 3] [--threads 0]
+        [--batch 1] [--naive-rows 4] [--repeats 3] [--threads 0] [--device cpu|cuda]
 
 Both methods draw a ``B × grid × grid`` sample of an untrained float32 prior with K codes. The naive sampler
 recomputes the whole network once per position; with ``--naive-rows N`` (< grid) only its first N rows are timed and
@@ -9,17 +9,14 @@ the time is extrapolated linearly to the full grid (each naive step costs the sa
 says. The cached sampler is timed on the full grid (median of ``--repeats``). Exactness is checked separately on a
 smaller float64 copy (``--check-grid``, full samples from both methods with the same generator seed).
 Prints one table: method, seconds per grid (a draw of B grids / B), codes/s, speed-up over naive, then whether the
-samples were identical.
+samples were identical. ``--device cuda`` runs everything on the GPU, timed with CUDA events (``timing.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -27,27 +24,26 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from priors.pixelcnn import GatedPixelCNN  # noqa: E402
+from experiments.benchmarks.timing import benchmark_device, describe, median_seconds, seconds  # noqa: E402
 from priors.sampling import gumbel_noise, naive_raster_sample  # noqa: E402
 
 
-def _seconds(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def _generator(device: torch.device, seed: int = 0) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 @torch.no_grad()
-def time_naive(model: GatedPixelCNN, batch: int, grid: int, rows: int) -> float:
+def time_naive(model: GatedPixelCNN, batch: int, grid: int, rows: int, device: torch.device) -> float:
     """Seconds of naive sampling for the first ``rows`` rows of a ``batch × grid × grid`` draw."""
-    noise = gumbel_noise((batch, grid, grid, model.num_codes), torch.Generator().manual_seed(0))
-    model(torch.zeros(batch, grid, grid, dtype=torch.long))  # warm-up
-    return _seconds(lambda: naive_raster_sample(model, noise, max_positions=rows * grid))
+    noise = gumbel_noise((batch, grid, grid, model.num_codes), _generator(device), device)
+    model(torch.zeros(batch, grid, grid, dtype=torch.long, device=device))  # warm-up
+    return seconds(lambda: naive_raster_sample(model, noise, max_positions=rows * grid), device)
 
 
-def identical_samples(model: GatedPixelCNN, batch: int, grid: int, seed: int = 0) -> bool:
+def identical_samples(model: GatedPixelCNN, batch: int, grid: int, device: torch.device, seed: int = 0) -> bool:
     """Full naive and cached samples of a float64 copy of ``model`` on a ``batch × grid × grid`` grid agree."""
     model64 = copy.deepcopy(model).double()
-    draws = [model64.sample((batch, grid, grid), generator=torch.Generator().manual_seed(seed), method=method)
+    draws = [model64.sample((batch, grid, grid), generator=_generator(device, seed), method=method)
              for method in ("naive", "cached")]
     return torch.equal(*draws)
 
@@ -64,24 +60,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--repeats", type=int, default=3, help="cached runs (median)")
     parser.add_argument("--check-grid", type=int, default=8, help="grid of the float64 equality check")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
+    device = benchmark_device(args.device)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = GatedPixelCNN(args.codes, args.channels, args.layers, args.kernel).eval()
+    model = GatedPixelCNN(args.codes, args.channels, args.layers, args.kernel).to(device).eval()
     b, n = args.batch, args.grid
     codes = b * n * n
 
     rows = min(args.naive_rows, n)
-    naive_s = time_naive(model, b, n, rows) * n / rows
-    model.sample((b, n, n), generator=torch.Generator().manual_seed(0))  # warm-up
-    cached_s = statistics.median(
-        _seconds(lambda: model.sample((b, n, n), generator=torch.Generator().manual_seed(0)))
-        for _ in range(args.repeats))
-    same = identical_samples(model, b, args.check_grid)
+    naive_s = time_naive(model, b, n, rows, device) * n / rows
+    cached_s = median_seconds(lambda: model.sample((b, n, n), generator=_generator(device)), device, args.repeats,
+                              warmup=1)
+    same = identical_samples(model, b, args.check_grid, device)
 
     print(f"B={b} grid={n}×{n} K={args.codes} C={args.channels} L={args.layers} k={args.kernel}, "
-          f"{torch.get_num_threads()} threads ({os.cpu_count()} CPUs), torch {torch.__version__}, float32")
+          f"{describe(device)}, float32")
     naive_note = f" (extrapolated from {rows} of {n} rows)" if rows < n else ""
     rows_out = [{"method": "naive" + naive_note, "seconds": naive_s},
                 {"method": f"cached (median of {args.repeats})", "seconds": cached_s}]

@@ -1,7 +1,7 @@
 """Naive against incremental (Fast WaveNet) generation of the audio VQ-VAE's WaveNet decoder.
 
     python experiments/benchmarks/wavenet_generation.py [--samples 4096] [--batches 1 16] [--naive-steps 2]
-        [--speakers 7] [--threads 1] [--config experiments/configs/audio/wavenet.yaml]
+        [--speakers 7] [--threads 1] [--config experiments/configs/audio/wavenet.yaml] [--device cpu|cuda]
 
 Two decoder sizes: the config's (``model`` section of ``--config``, by default the WaveNet of ``wavenet.yaml``, else the
 ``AudioModelConfig`` defaults) and a small one (the same with half the residual and skip channels), each an untrained
@@ -23,9 +23,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import os
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -35,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from audio.config import AudioConfig, AudioModelConfig  # noqa: E402
 from core.config import load_config  # noqa: E402
+from experiments.benchmarks.timing import benchmark_device, describe, seconds  # noqa: E402
 from priors.sampling import gumbel_noise, naive_raster_sample  # noqa: E402
 from priors.wavenet import WaveNet  # noqa: E402
 
@@ -51,39 +50,40 @@ def decoder(cfg: AudioModelConfig, code_dim: int, speakers: int) -> WaveNet:
 
 
 def conditioning(net: WaveNet, batch: int, samples: int) -> dict:
-    local = torch.randn(batch, net.local_channels, samples // net.local_hop, dtype=net.embedding.weight.dtype)
-    return dict(local=local, global_ids=torch.arange(batch) % net.global_classes)
+    weight = net.embedding.weight
+    local = torch.randn(batch, net.local_channels, samples // net.local_hop, dtype=weight.dtype).to(weight.device)
+    return dict(local=local, global_ids=(torch.arange(batch) % net.global_classes).to(weight.device))
 
 
-def _seconds(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def _generator(net: WaveNet, seed: int = 0) -> torch.Generator:
+    return torch.Generator(device=net.embedding.weight.device).manual_seed(seed)
 
 
 def time_incremental(net: WaveNet, batch: int, samples: int) -> float:
     """Seconds of one incremental draw of ``batch × samples`` (after a short warm-up)."""
     cond = conditioning(net, batch, samples)
     hop = net.local_hop
-    net.generate(hop, cond["local"][..., :1], cond["global_ids"], generator=torch.Generator().manual_seed(0))
-    return _seconds(lambda: net.generate(samples, **cond, generator=torch.Generator().manual_seed(0)))
+    net.generate(hop, cond["local"][..., :1], cond["global_ids"], generator=_generator(net))
+    device = net.embedding.weight.device
+    return seconds(lambda: net.generate(samples, **cond, generator=_generator(net)), device)
 
 
 @torch.inference_mode()
 def time_naive(net: WaveNet, batch: int, samples: int, steps: int) -> float:
     """Seconds of the first ``steps`` naive steps of a ``batch × samples`` draw, extrapolated to all ``samples``."""
     cond = conditioning(net, batch, samples)
-    noise = gumbel_noise((batch, samples, net.num_classes), torch.Generator().manual_seed(0))
-    net(torch.zeros(batch, samples, dtype=torch.long), **cond)  # warm-up
-    seconds = _seconds(lambda: naive_raster_sample(lambda x: net(x, **cond), noise, max_positions=steps))
-    return seconds * samples / steps
+    device = net.embedding.weight.device
+    noise = gumbel_noise((batch, samples, net.num_classes), _generator(net), device)
+    net(torch.zeros(batch, samples, dtype=torch.long, device=device), **cond)  # warm-up
+    taken = seconds(lambda: naive_raster_sample(lambda x: net(x, **cond), noise, max_positions=steps), device)
+    return taken * samples / steps
 
 
 def identical_samples(net: WaveNet, batch: int = 2, samples: int = 256, seed: int = 0) -> bool:
     """Full naive and incremental draws of a float64 copy of ``net`` agree exactly (same generator seed)."""
     net64 = copy.deepcopy(net).double()
     cond = conditioning(net64, batch, samples)
-    draws = [net64.generate(samples, **cond, generator=torch.Generator().manual_seed(seed), method=method)
+    draws = [net64.generate(samples, **cond, generator=_generator(net64, seed), method=method)
              for method in ("naive", "incremental")]
     return torch.equal(*draws)
 
@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--speakers", type=int, default=7, help="speaker ids of the global conditioning")
     parser.add_argument("--check-samples", type=int, default=256, help="length of the float64 equality check")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (timed with CUDA events)")
     args = parser.parse_args(argv)
+    device = benchmark_device(args.device)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     source = args.config if args.config.is_file() else None
@@ -105,13 +107,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     small = dataclasses.replace(cfg.model, residual_channels=max(1, cfg.model.residual_channels // 2),
                                 skip_channels=max(1, cfg.model.skip_channels // 2))
     configs = {"default": cfg.model, "small": small}
-    nets = {name: decoder(model_cfg, cfg.quantizer.code_dim, args.speakers) for name, model_cfg in configs.items()}
+    nets = {name: decoder(model_cfg, cfg.quantizer.code_dim, args.speakers).to(device)
+            for name, model_cfg in configs.items()}
 
     where = source.resolve().relative_to(ROOT) if source and source.resolve().is_relative_to(ROOT) else source
     print(f"decoder sizes from {where or 'AudioModelConfig defaults'}; {args.samples} samples "
-          f"({args.samples / SAMPLE_RATE:.3f} s) per stream; {torch.get_num_threads()} threads "
-          f"({os.cpu_count()} CPUs), "
-          f"torch {torch.__version__}, float32")
+          f"({args.samples / SAMPLE_RATE:.3f} s) per stream; {describe(device)}, float32")
     for name, net in nets.items():
         c = configs[name]
         params = sum(p.numel() for p in net.parameters())
@@ -123,11 +124,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for batch in args.batches:
             naive_s = time_naive(net, batch, args.samples, args.naive_steps)
             incr_s = time_incremental(net, batch, args.samples)
-            for method, seconds in ((f"naive (extrapolated from {args.naive_steps} steps)", naive_s),
-                                    ("incremental", incr_s)):
-                rate = batch * args.samples / seconds
-                row = dict(config=name, batch=batch, method=method, seconds=seconds, samples_per_s=rate,
-                           realtime=rate / SAMPLE_RATE, speedup=naive_s / seconds)
+            for method, taken in ((f"naive (extrapolated from {args.naive_steps} steps)", naive_s),
+                                  ("incremental", incr_s)):
+                rate = batch * args.samples / taken
+                row = dict(config=name, batch=batch, method=method, seconds=taken, samples_per_s=rate,
+                           realtime=rate / SAMPLE_RATE, speedup=naive_s / taken)
                 rows.append(row)
                 print(f"{name:<9}{batch:>4}  {method:<40}{rate:>11.0f}{row['realtime']:>12.3f}×"
                       f"{row['speedup']:>9.1f}×")
