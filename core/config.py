@@ -124,11 +124,14 @@ class TrainConfig:
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
     output_dir: str = "outputs/run"  # checkpoints and media of this run
     threads: int = 0  # torch intra-op threads on the CPU (0: torch's default)
+    # "fp32" (the papers') or "bf16": the forward pass under torch.autocast with bfloat16 on the run's device
+    # (CUDA or CPU); parameters, Adam, and the quantizers' distances, EMA updates and restarts stay float32
+    precision: str = "fp32"
 
     LIMITS: ClassVar[Limits] = {"steps": (">=", 1), "batch_size": (">=", 1), "lr": (">", 0),
                                 "warmup_steps": (">=", 0), "eval_every": (">=", 1), "log_every": (">=", 1),
                                 "checkpoint_every": (">=", 1), "threads": (">=", 0)}
-    CHOICES: ClassVar[dict[str, tuple]] = {"lr_schedule": LR_SCHEDULES}
+    CHOICES: ClassVar[dict[str, tuple]] = {"lr_schedule": LR_SCHEDULES, "precision": ("fp32", "bf16")}
 
 
 @dataclass

@@ -281,7 +281,8 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             try:
-                terms = self.compute_loss(self.to_device(batch))
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                    terms = self.compute_loss(self.to_device(batch))
             except NonFiniteInputError as exc:
                 raise NonFiniteLossError(self._non_finite_message(str(exc))) from exc
             loss = terms["loss"]

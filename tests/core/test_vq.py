@@ -159,3 +159,18 @@ def test_golden_values_on_a_fixed_seed():
 GOLDEN_INDICES = [1, 5, 1, 5, 4]
 GOLDEN_LOSS = 0.012317811138927937
 GOLDEN_PERPLEXITY = 2.871746063232422
+
+
+def test_ema_statistics_under_bf16_autocast_are_float32_and_equal_the_float32_update():
+    from core.quantize import EMAVectorQuantizer
+
+    torch.manual_seed(0)
+    z = torch.randn(256, 4).bfloat16()
+    plain, mixed = (EMAVectorQuantizer(16, 4, beta=0.25, decay=0.9).train() for _ in range(2))
+    mixed.load_state_dict(plain.state_dict())
+    plain(z.float())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed(z)
+    for name, buffer in mixed.state_dict().items():
+        assert buffer.dtype in (torch.float32, torch.bool, torch.long), name
+        torch.testing.assert_close(buffer, plain.state_dict()[name], rtol=1e-6, atol=1e-6)

@@ -156,3 +156,14 @@ def test_cli_errors_name_the_problem(tmp_path):
         run.main(_args(tmp_path, "model.levels=2", "quantizer.kind=sq"))
     with pytest.raises(ConfigError, match="data.crop_size \\(36\\) must be a multiple of 8"):
         run.main(_args(tmp_path, "model.levels=2", "quantizer.num_codebooks=1", "data.crop_size=36"))
+
+
+def test_bf16_precision_trains_with_float32_weights_and_codebooks(tmp_path):
+    metrics = run.main(_args(tmp_path, "train.precision=bf16", "--stage", "vqvae"))
+    assert math.isfinite(metrics["psnr"]) and metrics["psnr"] > 5
+    fp32 = run.main(_args(tmp_path / "fp32", "--stage", "vqvae"))
+    assert fp32["psnr"] != metrics["psnr"]  # the forward really ran in bfloat16
+    state = read_checkpoint(tmp_path / "out" / "vqvae" / "checkpoints" / "latest.pt")["model"]
+    assert all(v.dtype == torch.float32 for k, v in state.items() if v.is_floating_point())
+    with pytest.raises(ConfigError, match="known precisions: fp32, bf16"):
+        run.main(_args(tmp_path, "train.precision=fp16"))
