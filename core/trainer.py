@@ -286,7 +286,8 @@ class Trainer:
             except NonFiniteInputError as exc:
                 raise NonFiniteLossError(self._non_finite_message(str(exc))) from exc
             loss = terms["loss"]
-            # ranks whose loss is finite, counted over all ranks: every rank stops together, none waits for one that stopped
+            # ranks whose loss is finite, counted over all ranks: every rank stops together, none waits for one
+            # that stopped
             finite = distributed.all_reduce_sum(torch.isfinite(loss.detach()).float().reshape(1))
             if int(finite.item()) != distributed.world_size():
                 where = f"loss is {loss.item()}" if not torch.isfinite(loss) else "loss of another process"

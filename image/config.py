@@ -109,7 +109,8 @@ class ImageConfig:
         if self.model.level_dropout and self.model.levels == 1:
             raise ConfigError("model.level_dropout needs model.levels > 1")
         multiple = 2 ** (self.model.num_downsamples + self.model.levels - 1)
-        side = {"embedded": ("data.crop_size", self.data.crop_size), "folder": ("data.image_size", self.data.image_size),
+        side = {"embedded": ("data.crop_size", self.data.crop_size),
+                "folder": ("data.image_size", self.data.image_size),
                 "cifar10": ("the CIFAR-10 image side", 32)}[self.data.source]
         if side[1] % multiple:
             raise ConfigError(f"{side[0]} ({side[1]}) must be a multiple of {multiple}, the coarsest latent map's "

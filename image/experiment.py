@@ -69,9 +69,10 @@ class VQVAEStageConfig(Protocol):
 
 
 class ImageVQVAETrainer(Trainer):
-    """Stage "vqvae": trains the image VQ-VAE (one level or :mod:`image.hierarchy`) and scores it (:mod:`image.scoring`: pooled and per-image PSNR,
-    bicubic resampling beside it, codebook health) on the held-out split and on ``extra_val_sets``; ``full_images``
-    (name, ``[3, H, W]``) are pictured whole, reconstructed in tiles of ``tile`` pixels."""
+    """Stage "vqvae": trains the image VQ-VAE (one level or :mod:`image.hierarchy`) and scores it
+    (:mod:`image.scoring`: pooled and per-image PSNR, bicubic resampling beside it, codebook health) on the
+    held-out split and on ``extra_val_sets``; ``full_images`` (name, ``[3, H, W]``) are pictured whole, reconstructed
+    in tiles of ``tile`` pixels."""
 
     def __init__(self, cfg: VQVAEStageConfig, train_dataset, val_dataset, variance: float,
                  extra_val_sets: dict | None = None, full_images: list | None = None, tile: int = 0):
@@ -237,8 +238,8 @@ def _needs_vqvae(cfg: ImageConfig) -> dict[str, Path]:
 
 SPEC = DomainSpec(
     name="image", config_class=ImageConfig, all_stages=("vqvae", "prior"), validate=_check_input,
-    summary_metrics=("psnr", "bicubic_psnr", "nature/psnr", "nature/bicubic_psnr", "top/psnr", "perplexity", "dead_codes",
-                     "nll_bits_per_code", "bits_per_dim"),
+    summary_metrics=("psnr", "bicubic_psnr", "nature/psnr", "nature/bicubic_psnr", "top/psnr", "perplexity",
+                     "dead_codes", "nll_bits_per_code", "bits_per_dim"),
     requires={"prior": _needs_vqvae, "reconstruct": _needs_vqvae,
               "sample": lambda cfg: {**_needs_vqvae(cfg), "prior": stage_checkpoint(cfg.train.output_dir, "prior")}},
     stages={"vqvae": lambda ctx: run_vqvae(ctx.cfg, *_datasets(ctx), ctx.resume),

@@ -74,8 +74,8 @@ class HierarchicalPriorTrainer(Trainer):
         self.grids = [tuple(c.shape[1:]) for c in train_codes]
         seed_everything(cfg.prior.train.seed)
         prior = build_prior(cfg, vqvae.codebook_size, vqvae.levels, self.num_classes)
-        super().__init__(prior, TensorDataset(*train_codes, train_labels), stage_train_config(cfg.prior.train, cfg.train),
-                         cfg.tracking, to_dict(cfg), name="prior")
+        super().__init__(prior, TensorDataset(*train_codes, train_labels),
+                         stage_train_config(cfg.prior.train, cfg.train), cfg.tracking, to_dict(cfg), name="prior")
 
     def checkpoint_extra(self) -> dict[str, Any]:
         return {"vqvae_hash": self.vqvae_hash, "codebook_size": self.vqvae.codebook_size, "levels": self.vqvae.levels,

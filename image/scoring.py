@@ -61,7 +61,7 @@ class _Pooled:
 
 @torch.no_grad()
 def score_reconstructions(model, dataset: Dataset, device: torch.device, data_variance: float,
-                          num_workers: int = 0) -> tuple[dict[str, float], CodebookUsage]:
+                          num_workers: int = 0) -> tuple[dict[str, float], dict[str, CodebookUsage]]:
     """The scores of the module docstring for ``model`` (an :class:`image.model.ImageVQVAE` or
     :class:`image.hierarchy.HierarchicalVQVAE` in eval mode) on every item of ``dataset``.
 

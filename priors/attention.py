@@ -112,27 +112,29 @@ class CausalAttentionStack(nn.Module):
         """``x: [B, C, H, W]`` features (position ``i`` depending on codes ``< i``), ``emb: [B, C, H, W]`` code
         embeddings → ``[B, C, H, W]``, the output at ``(r, c)`` depending on codes before ``(r, c)`` only."""
         _, _, height, width = x.shape
-        rows, cols = torch.meshgrid(torch.arange(height, device=x.device), torch.arange(width, device=x.device),
-                                    indexing="ij")
-        seq = einops.rearrange(x, "b c h w -> b (h w) c") + self._coordinates(rows.flatten(), cols.flatten(),
-                                                                              height, width)  # [B, N, C]
+        seq = einops.rearrange(x, "b c h w -> b (h w) c") + self._grid_coordinates(height, width, x.device)  # [B, N, C]
         codes = einops.rearrange(emb, "b c h w -> b (h w) c")  # [B, N, C]
         for block in self.blocks:
             seq = block(seq, codes)
         return einops.rearrange(seq, "b (h w) c -> b c h w", h=height)
 
+    def _grid_coordinates(self, height: int, width: int, device: torch.device) -> torch.Tensor:
+        """The coordinate projection of every position in raster order: ``[H·W, C]``."""
+        rows, cols = torch.meshgrid(torch.arange(height, device=device), torch.arange(width, device=device),
+                                    indexing="ij")
+        return self._coordinates(rows.flatten(), cols.flatten(), height, width)
+
     def start(self, batch: int, height: int, width: int, like: torch.Tensor) -> dict:
-        """Sampling state for one pass over an ``H × W`` grid (``like`` gives device and dtype)."""
+        """Sampling state for one pass over an ``H × W`` grid (``like`` gives device and dtype); the coordinate
+        projections are computed here once, not at every step."""
         return {"width": width, "caches": [block.start(batch, height * width, like) for block in self.blocks],
-                "height": height, "inputs": [None] * len(self.blocks)}
+                "coordinates": self._grid_coordinates(height, width, like.device), "inputs": [None] * len(self.blocks)}
 
     def step(self, x: torch.Tensor, state: dict, r: int, c: int) -> torch.Tensor:
         """:meth:`forward` at position ``(r, c)`` alone: ``x: [B, C]`` → ``[B, C]``; every position before it must
         have been stepped through and committed with the same ``state``."""
-        device = x.device
-        x = x + self._coordinates(torch.tensor(float(r), device=device), torch.tensor(float(c), device=device),
-                                  state["height"], state["width"])
         t = r * state["width"] + c
+        x = x + state["coordinates"][t]
         for i, (block, cache) in enumerate(zip(self.blocks, state["caches"])):
             state["inputs"][i] = x
             x = block.step(x, cache, t)

@@ -31,7 +31,7 @@ from priors.codes import from_prior_grid
 from video.config import VideoEnvConfig
 from video.data import Episode, evaluation_windows
 from video.envs import make_env
-from video.protocol import frame_scores, moving_mask, protocol_curves
+from video.protocol import curve, frame_scores, moving_mask, protocol_curves
 from video.record import rollout_from
 
 BATCH = 64
@@ -164,7 +164,7 @@ def evaluate_generation(prior: ActionConditionalPixelCNN, vqvae: ImageVQVAE, win
         actions = torch.from_numpy(sequence).expand(n, f).contiguous()
         frames = decode(vqvae, generate(prior, windows.given_codes, actions, temperature, seed))
         if truth is not None:  # all windows, one sample (the moving frames are those of the recorded future)
-            curves.update({f"{m}_fixed_{name}": v.mean(0) for m, v in frame_scores(frames, truth).items()})
+            curves.update({f"{m}_fixed_{name}": curve(v) for m, v in frame_scores(frames, truth).items()})
         media[f"fixed_{name}"] = (windows.given_frames, frames, truth)
     score("copy_last", [np.repeat(windows.given_frames[:, -1:], f, axis=1)], windows.truth)
     score("copy_last_codes", [decode(vqvae, windows.given_codes[:, -1:].expand(-1, f, -1, -1))], windows.truth)

@@ -104,8 +104,9 @@ def write_gif(pictures: list[np.ndarray], path: str | Path, frame_ms: int = 250)
 
 # (curve name without the metric, label) of the per-step plot: (a) model, true actions; (b) shuffled actions;
 # (c) repeat the last given frame; (d) the frame VQ-VAE's reconstruction of the truth (the ceiling)
-PLOTTED = (("true_actions", "true actions (mean of samples)"), ("true_actions_best_of_{s}", "true actions (best of {s})"),
-           ("shuffled_actions", "shuffled actions (mean)"), ("copy_last", "repeat last given frame"),
+PLOTTED = (("true_actions", "true actions (mean of samples)"),
+           ("true_actions_best_of_{s}", "true actions (best of {s})"), ("shuffled_actions", "shuffled actions (mean)"),
+           ("copy_last", "repeat last given frame"),
            ("vqvae_recon", "VQ-VAE reconstruction of the truth"))
 
 

@@ -28,7 +28,8 @@ def _vqvae():
 def _trainer(tmp_path, vqvae, data, attention=0):
     codes, labels = level_codes(tmp_path / "codes.pt", vqvae, "hash", data, len(data), torch.device("cpu"))
     cfg = ImageConfig()
-    cfg.prior.channels, cfg.prior.num_layers, cfg.prior.top_attention_blocks, cfg.prior.attention_heads = 8, 2, attention, 2
+    cfg.prior.channels, cfg.prior.num_layers = 8, 2
+    cfg.prior.top_attention_blocks, cfg.prior.attention_heads = attention, 2
     cfg.train.device, cfg.train.output_dir = "cpu", str(tmp_path / "out")
     cfg.tracking.enabled = False
     return HierarchicalPriorTrainer(cfg, vqvae, "hash", codes, labels, codes, labels, data), codes
