@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from core.metrics import perplexity_from_counts
 from core.quantize.base import CodebookQuantizer
 from core.quantize.output import SQOutput
+from core.quantize.stochastic import UniformNoise, stochastic_quantize
 
 VARIANCES = ("shared", "elementwise")
 
@@ -25,46 +25,6 @@ def gumbel_temperature(step: int, init: float = 1.0, decay: float = 1e-5, minimu
     The annealing schedule of the SQ-VAE reference implementation; a pure function of the step.
     """
     return max(init * math.exp(-decay * step), minimum)
-
-
-# Rows per block: keeps the [rows, K] logits and their softmax in cache and bounds peak memory.
-_BLOCK_ROWS = 2048
-
-
-def _stochastic_quantize(z: torch.Tensor, book: torch.Tensor, weight: torch.Tensor, tau: float, training: bool):
-    """Quantize ``z`` [N, D] against ``book`` [K, D] with precision weight 1/(2σ²) (scalar or [N, D]).
-
-    Returns ``(z_q [N, D], indices [N], Σ entropy, Σ dequantization)`` with the sums over the N vectors.
-    Logits drop the per-row constant −w‖z‖², which changes neither the softmax nor the entropy.
-    """
-    z_q_parts, index_parts = [], []
-    entropy = dequantization = z.new_zeros(())
-    book_sq = book.square().sum(1)  # [K]
-    # split (not slicing) so that backward concatenates block gradients once instead of padding each to [N, D]
-    z_blocks = z.split(_BLOCK_ROWS)
-    w_blocks = [weight] * len(z_blocks) if weight.dim() == 0 else weight.split(_BLOCK_ROWS)
-    for zb, wb in zip(z_blocks, w_blocks):  # [n, D], scalar or [n, D]
-        if weight.dim() == 0:
-            logits = weight * torch.addmm(-book_sq, zb, book.t(), alpha=2.0)  # [n, K]
-        else:
-            logits = 2.0 * (wb * zb) @ book.t() - wb @ book.square().t()  # [n, K]
-        log_p = F.log_softmax(logits, dim=-1)
-        entropy = entropy - (log_p.exp() * log_p).sum()
-        if training:
-            # Gumbel noise −log(−log U), U ~ Uniform(0, 1); y is the relaxed sample.
-            uniform = torch.rand_like(logits).clamp_(min=1e-20)
-            perturbed = logits - uniform.log_().neg_().log_()
-            idx = perturbed.argmax(-1)
-            zq = F.softmax(perturbed / tau, dim=-1) @ book  # [n, D]
-        else:
-            idx = logits.argmax(-1)
-            zq = book.index_select(0, idx)
-        dequantization = dequantization + (wb * (zb - zq).square()).sum()
-        z_q_parts.append(zq)
-        index_parts.append(idx)
-    if not z_q_parts:
-        return z.new_zeros(0, book.shape[1]), torch.zeros(0, dtype=torch.long, device=z.device), entropy, dequantization
-    return torch.cat(z_q_parts), torch.cat(index_parts), entropy, dequantization
 
 
 class GaussianSQVectorQuantizer(CodebookQuantizer):
@@ -153,8 +113,9 @@ class GaussianSQVectorQuantizer(CodebookQuantizer):
         tau = self.temperature
         with torch.autocast(device_type=flat.device.type, enabled=False):
             books = self.codebooks().float()  # [G, K, D]
-            parts = [_stochastic_quantize(flat[:, g], books[g], weight if weight.dim() == 0 else weight[:, g],
-                                          tau, self.training) for g in range(self.num_codebooks)]
+            noise = UniformNoise(flat.device) if self.training else None
+            parts = [stochastic_quantize(flat[:, g], books[g], weight if weight.dim() == 0 else weight[:, g],
+                                         tau, self.training, noise) for g in range(self.num_codebooks)]
             z_q = torch.stack([p[0] for p in parts], dim=1)  # [N, G, D]
             indices = torch.stack([p[1] for p in parts], dim=1)  # [N, G]
             n = max(flat.shape[0], 1)
