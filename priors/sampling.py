@@ -51,7 +51,9 @@ def gumbel_pick(logits: torch.Tensor, noise: torch.Tensor, temperature: float) -
     Returns:
         ``[B]`` long code indices.
     """
-    return (logits / temperature + noise).argmax(dim=-1)
+    if temperature != 1.0:  # logits / 1 is logits exactly: skipping the division changes no sample
+        logits = logits / temperature
+    return (logits + noise).argmax(dim=-1)
 
 
 def naive_raster_sample(logits_fn: Callable[[torch.Tensor], torch.Tensor], noise: torch.Tensor,

@@ -31,12 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from priors.graphs import use_graphs
 from priors.sampling import (
     check_temperature,
     gumbel_noise,
     gumbel_pick,
     naive_raster_sample,
 )
+from priors.wavenet_static import generate_static
 
 NOISE_BLOCK = 64  # steps of Gumbel noise drawn at a time when none is given: bounded memory, cache-sized blocks
 METHODS = ("incremental", "naive")
@@ -217,20 +219,23 @@ class WaveNet(nn.Module):
 
     # -------------------------------------------------------------------------------------------- sampling
     def sample(self, shape: tuple[int, int], cond: torch.Tensor | None = None, temperature: float = 1.0,
-               generator: torch.Generator | None = None, method: str = "incremental") -> torch.Tensor:
+               generator: torch.Generator | None = None, method: str = "incremental",
+               graphs: bool | None = None) -> torch.Tensor:
         """The priors' common interface: ``shape = (B, T)``, ``cond`` the global ids; see :meth:`generate`."""
         return self.generate(shape[1], global_ids=cond, batch=shape[0], temperature=temperature,
-                             generator=generator, method=method)
+                             generator=generator, method=method, graphs=graphs)
 
     def generate(self, length: int, local: torch.Tensor | None = None, global_ids: torch.Tensor | None = None,
                  batch: int | None = None, temperature: float = 1.0, generator: torch.Generator | None = None,
-                 noise: torch.Tensor | None = None, method: str = "incremental") -> torch.Tensor:
+                 noise: torch.Tensor | None = None, method: str = "incremental",
+                 graphs: bool | None = None) -> torch.Tensor:
         """Draw ``[B, length]`` symbols left to right with the Gumbel-max trick (see ``priors.sampling``).
 
         ``method="naive"`` recomputes the full forward once per step; ``method="incremental"`` (Fast WaveNet) keeps,
         per layer, a ring buffer of the contributions its past inputs make to the next ``(k − 1)·dilation`` steps,
         so each step runs every layer on one position: O(L) per sample instead of O(T). Both use the same noise and
-        compute the same logits, so they return identical samples (exactly so in float64).
+        compute the same logits, so they return identical samples (exactly so in float64). On CUDA the incremental
+        steps run on static buffers captured as CUDA graphs (``priors.wavenet_static``), one launch per 16 steps.
 
         Args:
             length: T, steps to draw (must equal ``N · local_hop`` with local conditioning).
@@ -242,6 +247,8 @@ class WaveNet(nn.Module):
                 long batched draw never holds all of its noise (ignored when ``noise`` is given).
             noise: ``[B, length, K]`` Gumbel noise to use instead.
             method: ``"incremental"`` or ``"naive"``.
+            graphs: for ``"incremental"``: None = CUDA graphs on CUDA and the eager loop elsewhere; True = the
+                static-buffer steps (captured on CUDA, run eagerly elsewhere); False = the eager loop.
 
         Returns:
             ``[B, length]`` long symbols on the model's device. The model's training mode is left unchanged.
@@ -262,6 +269,7 @@ class WaveNet(nn.Module):
             raise ValueError(f"batch sizes disagree: {given}")
         batch = next(iter(given.values()), 1)
         self._check_cond(local, global_ids, batch, length)
+        static = use_graphs(self.embedding.weight.device, graphs)
         weight = self.embedding.weight
         if noise is not None and noise.shape != (batch, length, self.num_classes):
             raise ValueError(f"noise must have shape {(batch, length, self.num_classes)}, got {tuple(noise.shape)}")
@@ -275,6 +283,8 @@ class WaveNet(nn.Module):
                 if method == "naive":
                     out = naive_raster_sample(lambda x: self(x, local, global_ids), torch.cat(list(blocks), 1),
                                               temperature)
+                elif static:
+                    out = generate_static(self, blocks, batch, length, local, global_ids, temperature, capture=True)
                 else:
                     out = self._generate_incremental(blocks, batch, length, local, global_ids, temperature)
         finally:
@@ -318,9 +328,17 @@ class WaveNet(nn.Module):
         hidden, final = self.head[1], self.head[3]
         hid_w, fin_w = hidden.weight[:, :, 0].t(), final.weight[:, :, 0].t()  # [S, S], [S, K]
         gates = torch.empty(batch, n_layers * r, device=dev, dtype=dtype)  # [B, L·R]
-        out = torch.empty(batch, length, dtype=torch.long, device=dev)
-        h = self.embedding.weight[self.num_classes].expand(batch, r)  # [B, R] the start symbol
         gate_out = gates.split(r, dim=1)  # L × [B, R] views
+        # per-step work buffers and their views, made once: each op of a step writes into one (fewer dispatches)
+        y_all = [torch.empty(batch, k * 2 * r, device=dev, dtype=dtype) for _ in steps]  # L × [B, k·2R]
+        y_now = [y[:, :2 * r] for y in y_all]  # what h contributes to this step
+        y_later = [[y[:, 2 * r * j:2 * r * (j + 1)] for j in range(1, k)] for y in y_all]  # … to step t + j·d
+        pre = torch.empty(batch, 2 * r, device=dev, dtype=dtype)
+        pre_a, pre_b = pre[:, :r], pre[:, r:]
+        tanh_a, sigmoid_b = torch.empty_like(pre_a), torch.empty_like(pre_b)
+        x = torch.empty(batch, r, device=dev, dtype=dtype)  # the residual stream through the layers
+        codes = []
+        h = self.embedding.weight[self.num_classes].expand(batch, r)  # [B, R] the start symbol
         frames = base.view(batch, n_layers, 2 * r).unbind(1)  # L × [B, 2R]
         t = 0
         for block in blocks:
@@ -328,24 +346,24 @@ class WaveNet(nn.Module):
                 if local_w is not None and t % hop == 0:
                     frames = torch.addmm(base, local[:, :, t // hop].to(dtype), local_w).view(
                         batch, n_layers, 2 * r).unbind(1)
+                x.copy_(h)
                 for i, (taps, d, res_w, res_b) in enumerate(steps):
-                    y = torch.mm(h, taps)  # [B, k·2R]
+                    torch.mm(x, taps, out=y_all[i])  # [B, k·2R]
                     ring = rings[i]
                     cell = ring[t % ring.shape[0]]  # [B, 2R]: what earlier steps added to this step
-                    pre = torch.add(y[:, :2 * r], cell).add_(frames[i])  # [B, 2R]
-                    cell.copy_(y[:, 2 * r * (k - 1):])  # for step t + (k − 1)·d, the slot just read
+                    torch.add(y_now[i], cell, out=pre).add_(frames[i])  # [B, 2R]
+                    cell.copy_(y_later[i][-1])  # for step t + (k − 1)·d, the slot just read
                     for j in range(1, k - 1):
-                        ring[(t + j * d) % ring.shape[0]].add_(y[:, 2 * r * j:2 * r * (j + 1)])
-                    g = gate_out[i]
-                    torch.mul(torch.tanh(pre[:, :r]), torch.sigmoid(pre[:, r:]), out=g)
+                        ring[(t + j * d) % ring.shape[0]].add_(y_later[i][j - 1])
+                    torch.mul(torch.tanh(pre_a, out=tanh_a), torch.sigmoid(pre_b, out=sigmoid_b), out=gate_out[i])
                     if res_w is not None:
-                        h = torch.addmm(h, g, res_w).add_(res_b)  # next layer's input
+                        x.addmm_(gate_out[i], res_w).add_(res_b)  # next layer's input
                 hid = torch.addmm(hidden.bias, torch.addmm(skip_b, gates, skip_w).relu_(), hid_w).relu_()
                 code = gumbel_pick(torch.addmm(final.bias, hid, fin_w), noise_t, temperature)  # [B]
-                out[:, t] = code
+                codes.append(code)
                 h = F.embedding(code, self.embedding.weight)  # [B, R]: the next step's input
                 t += 1
-        return out
+        return torch.stack(codes, 1)
 
 
 def build_code_prior(codebook_size: int, num_speakers: int, residual_channels: int, skip_channels: int,

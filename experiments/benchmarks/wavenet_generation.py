@@ -59,13 +59,14 @@ def _generator(net: WaveNet, seed: int = 0) -> torch.Generator:
     return torch.Generator(device=net.embedding.weight.device).manual_seed(seed)
 
 
-def time_incremental(net: WaveNet, batch: int, samples: int) -> float:
-    """Seconds of one incremental draw of ``batch × samples`` (after a short warm-up)."""
+def time_incremental(net: WaveNet, batch: int, samples: int, graphs: bool | None = None) -> float:
+    """Seconds of one incremental draw of ``batch × samples`` (after a short warm-up); ``graphs`` as in
+    :meth:`WaveNet.generate` (the CUDA-graph capture of each draw is inside the time)."""
     cond = conditioning(net, batch, samples)
     hop = net.local_hop
-    net.generate(hop, cond["local"][..., :1], cond["global_ids"], generator=_generator(net))
+    net.generate(hop, cond["local"][..., :1], cond["global_ids"], generator=_generator(net), graphs=graphs)
     device = net.embedding.weight.device
-    return seconds(lambda: net.generate(samples, **cond, generator=_generator(net)), device)
+    return seconds(lambda: net.generate(samples, **cond, generator=_generator(net), graphs=graphs), device)
 
 
 @torch.inference_mode()
@@ -80,12 +81,13 @@ def time_naive(net: WaveNet, batch: int, samples: int, steps: int) -> float:
 
 
 def identical_samples(net: WaveNet, batch: int = 2, samples: int = 256, seed: int = 0) -> bool:
-    """Full naive and incremental draws of a float64 copy of ``net`` agree exactly (same generator seed)."""
+    """Full naive, incremental and static-buffer (CUDA graphs on CUDA) draws of a float64 copy of ``net`` agree
+    exactly (same generator seed)."""
     net64 = copy.deepcopy(net).double()
     cond = conditioning(net64, batch, samples)
-    draws = [net64.generate(samples, **cond, generator=_generator(net64, seed), method=method)
-             for method in ("naive", "incremental")]
-    return torch.equal(*draws)
+    draws = [net64.generate(samples, **cond, generator=_generator(net64, seed), method=method, graphs=graphs)
+             for method, graphs in (("naive", None), ("incremental", False), ("incremental", True))]
+    return all(torch.equal(draws[0], d) for d in draws[1:])
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -122,10 +124,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"{'config':<9}{'B':>4}  {'method':<40}{'samples/s':>11}{'× real time':>13}{'speed-up':>10}")
     for name, net in nets.items():
         for batch in args.batches:
-            naive_s = time_naive(net, batch, args.samples, args.naive_steps)
-            incr_s = time_incremental(net, batch, args.samples)
-            for method, taken in ((f"naive (extrapolated from {args.naive_steps} steps)", naive_s),
-                                  ("incremental", incr_s)):
+            timed = [(f"naive (extrapolated from {args.naive_steps} steps)",
+                      time_naive(net, batch, args.samples, args.naive_steps))]
+            if device.type == "cuda":
+                timed += [("incremental, eager", time_incremental(net, batch, args.samples, graphs=False)),
+                          ("incremental, CUDA graphs", time_incremental(net, batch, args.samples))]
+            else:
+                timed.append(("incremental", time_incremental(net, batch, args.samples)))
+            naive_s = timed[0][1]
+            for method, taken in timed:
                 rate = batch * args.samples / taken
                 row = dict(config=name, batch=batch, method=method, seconds=taken, samples_per_s=rate,
                            realtime=rate / SAMPLE_RATE, speedup=naive_s / taken)
@@ -133,8 +140,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 print(f"{name:<9}{batch:>4}  {method:<40}{rate:>11.0f}{row['realtime']:>12.3f}×"
                       f"{row['speedup']:>9.1f}×")
     same = identical_samples(nets["small"], samples=args.check_samples)
-    print(f"identical samples: {same} (naive vs incremental, float64 small decoder, B=2, {args.check_samples} "
-          f"samples, same seed)")
+    print(f"identical samples: {same} (naive, incremental and static-buffer steps"
+          f"{' captured as CUDA graphs' if device.type == 'cuda' else ''}, float64 small decoder, B=2, "
+          f"{args.check_samples} samples, same seed)")
     return rows
 
 

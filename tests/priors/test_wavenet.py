@@ -185,3 +185,27 @@ def test_invalid_inputs_raise_value_error():
         with pytest.raises(ValueError):
             call()
             pytest.fail(name)
+
+
+@pytest.mark.parametrize("kind", sorted(CONDITIONS))
+@pytest.mark.parametrize("kernel_size", [2, 3])
+def test_static_buffer_steps_equal_naive(monkeypatch, kind, kernel_size):
+    """The steps CUDA graphs replay (device-side step counter, ring slots by index), run eagerly on the CPU."""
+    monkeypatch.setattr(wavenet, "NOISE_BLOCK", 20)  # blocks of 20 and 15: 16-step graphs, then one-step ones
+    kw = CONDITIONS[kind]
+    net, batch, length = _net(**{**kw, "kernel_size": kernel_size}), 2, 35
+    cond = _cond(kw, batch, length)
+    draws = [net.generate(length, **cond, batch=batch, generator=torch.Generator().manual_seed(7), method=method,
+                          graphs=graphs) for method, graphs in (("incremental", True), ("naive", None))]
+    assert torch.equal(*draws)
+    with pytest.raises(ValueError, match="graphs"):
+        net.generate(10, **_cond(kw, batch, 10), batch=batch, graphs="yes")
+
+
+@pytest.mark.gpu
+def test_cuda_graph_generation_equals_eager_and_naive_on_cuda():
+    net = _net(local_channels=2, global_classes=2).cuda()
+    cond = {k: v.cuda() for k, v in _cond(dict(local_channels=2, global_classes=2), 2, 40).items()}
+    draws = [net.generate(40, **cond, generator=torch.Generator(device="cuda").manual_seed(8), method=m, graphs=g)
+             for m, g in (("incremental", None), ("incremental", False), ("naive", None))]
+    assert torch.equal(draws[0], draws[1]) and torch.equal(draws[0], draws[2])
