@@ -21,12 +21,15 @@ S spatial-conditioning channels.
 
 from __future__ import annotations
 
+import functools
+
 import einops
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from priors.attention import CausalAttentionStack
+from priors.graphs import StepGraphs, use_graphs
 from priors.sampling import (
     check_temperature,
     gumbel_noise,
@@ -258,7 +261,8 @@ class GatedPixelCNN(nn.Module):
     @torch.no_grad()
     def sample(self, shape: tuple[int, int, int], cond: torch.Tensor | None = None,
                spatial: torch.Tensor | None = None, temperature: float = 1.0,
-               generator: torch.Generator | None = None, method: str = "cached") -> torch.Tensor:
+               generator: torch.Generator | None = None, method: str = "cached",
+               graphs: bool | None = None) -> torch.Tensor:
         """Draw codes in raster order with the Gumbel-max trick; all noise is drawn up front.
 
         ``method="naive"`` recomputes the full network once per position; ``method="cached"`` computes each
@@ -273,6 +277,7 @@ class GatedPixelCNN(nn.Module):
             temperature: divides the logits (> 0); lower is greedier.
             generator: source of the ``[B, H, W, K]`` Gumbel noise (drawn on its device).
             method: ``"cached"`` or ``"naive"``.
+            graphs: for ``"cached"``: capture each column's step as a CUDA graph (None: on CUDA; False: never).
 
         Returns:
             ``[B, H, W]`` long codes on the model's device.
@@ -288,18 +293,20 @@ class GatedPixelCNN(nn.Module):
         batch, height, width = (int(n) for n in shape)
         self._check_cond(cond, spatial, batch, (height, width))
         weight = self.embedding.weight
+        capture = use_graphs(weight.device, graphs)
         noise = gumbel_noise((batch, height, width, self.num_codes), generator, weight.device, weight.dtype)
         was_training = self.training
         self.eval()
         try:
             if method == "naive":
                 return naive_raster_sample(lambda idx: self(idx, cond, spatial), noise, temperature)
-            return self._sample_cached(noise, cond, spatial, temperature)
+            return self._sample_cached(noise, cond, spatial, temperature, capture=capture)
         finally:
             self.train(was_training)
 
     def _sample_cached(self, noise: torch.Tensor, cond: torch.Tensor | None, spatial: torch.Tensor | None,
-                       temperature: float, logits_out: torch.Tensor | None = None) -> torch.Tensor:
+                       temperature: float, logits_out: torch.Tensor | None = None,
+                       capture: bool = False) -> torch.Tensor:
         """Row-cached exact sampler.
 
         Why it is exact: the horizontal stack at ``(r, c)`` reads the vertical stack only at row ``r − 1`` (the link
@@ -318,6 +325,9 @@ class GatedPixelCNN(nn.Module):
             temperature: > 0.
             logits_out: optional ``[B, K, H, W]`` tensor that receives the logits of every step; they equal
                 ``self(codes, cond, spatial)`` for the returned codes (what the tests check).
+            capture: on CUDA, capture each column's step once as a CUDA graph and replay it on every row (the step
+                reads and writes only the per-row buffers, see ``priors.graphs``); ignored with attention or
+                ``logits_out``, whose steps depend on the row.
 
         Returns:
             ``[B, H, W]`` long codes.
@@ -328,40 +338,60 @@ class GatedPixelCNN(nn.Module):
         # per-position view of each layer's conditioning: [B, H, W, 2C] (broadcast dims expanded, no copy)
         cells = [einops.rearrange(e, "b c h w -> b h w c").expand(batch, height, width, -1) if torch.is_tensor(e)
                  else e for e in extras]
+        zeros = lambda *shape: torch.zeros(*shape, device=dev, dtype=dtype)  # noqa: E731
         # vertical inputs per layer, zero-padded like the forward: p rows on top, p columns each side
-        v_in = [torch.zeros(batch, chans, height + p, width + 2 * p, device=dev, dtype=dtype)
-                for _ in self.layers]
+        v_in = [zeros(batch, chans, height + p, width + 2 * p) for _ in self.layers]
         # horizontal inputs per layer on the current row, p zero columns on the left; layer 0 holds the
         # embedding shifted right one column (type A). Written column by column before being read.
-        h_in = [torch.zeros(batch, chans, width + p, device=dev, dtype=dtype) for _ in self.layers]  # [B, C, W+p]
-        links = [torch.zeros(batch, width, 2 * chans, device=dev, dtype=dtype)
-                 for _ in self.layers]  # [B, W, 2C] vertical contribution to the current row (row 0: none)
+        h_in = [zeros(batch, chans, width + p) for _ in self.layers]  # [B, C, W+p]
+        links = [zeros(batch, width, 2 * chans) for _ in self.layers]  # [B, W, 2C] vertical part of the row (row 0: 0)
+        # the current row's inputs and outputs, at fixed addresses: what a captured column step reads and writes
+        offsets = [zeros(batch, width, 2 * chans) for _ in self.layers]  # [B, W, 2C] bias + link + conditioning
+        noise_row = torch.zeros_like(noise[:, 0])  # [B, W, K]
+        code_row = torch.zeros(batch, width, dtype=torch.long, device=dev)
+        emb_row = zeros(batch, chans, width)
         out = torch.zeros(batch, height, width, dtype=torch.long, device=dev)
         attention = self.attention.start(batch, height, width, noise) if self.attention is not None else None
+        position = [0]  # the row being drawn, for the steps that cannot be captured (attention, logits_out)
+
+        def column_step(c: int) -> None:
+            skips = 0.0
+            for i, layer in enumerate(self.layers):
+                h, skip = layer.horizontal_step(h_in[i][..., c:c + p + 1], h_in[i][..., c + p], offsets[i][:, c])
+                if i + 1 < self.num_layers:
+                    h_in[i + 1][..., c + p] = h  # [B, C]
+                skips = skips + skip
+            if attention is not None:
+                skips = self.attention.step(skips, attention, position[0], c)  # [B, C]
+            logits = self._head_step(skips)  # [B, K]
+            if logits_out is not None:
+                logits_out[:, :, position[0], c] = logits
+            code = gumbel_pick(logits, noise_row[:, c], temperature)  # [B]
+            code_row[:, c] = code
+            emb = self.embedding(code)  # [B, C]
+            if attention is not None:
+                self.attention.commit(emb, attention, position[0], c)
+            emb_row[:, :, c] = emb
+            if c + 1 < width:
+                h_in[0][..., c + 1 + p] = emb
+
+        steps = [functools.partial(column_step, c) for c in range(width)]
+        graphs = StepGraphs(dev, capture and attention is None and logits_out is None)
+        for c, step in enumerate(steps):
+            graphs.prepare(c, step)
+        for buffer in h_in + [emb_row]:  # undo the warm-ups of the capture
+            buffer.zero_()
         for r in range(height):
-            offsets = [link + layer.h_conv.bias + (cell[:, r] if torch.is_tensor(cell) else 0.0)
-                       for link, layer, cell in zip(links, self.layers, cells)]  # L × [B, W, 2C]
-            for c in range(width):
-                skips = 0.0
-                for i, layer in enumerate(self.layers):
-                    h, skip = layer.horizontal_step(h_in[i][..., c:c + p + 1], h_in[i][..., c + p],
-                                                    offsets[i][:, c])  # [B, C] each
-                    if i + 1 < self.num_layers:
-                        h_in[i + 1][..., c + p] = h
-                    skips = skips + skip
-                if attention is not None:
-                    skips = self.attention.step(skips, attention, r, c)  # [B, C]
-                logits = self._head_step(skips)  # [B, K]
-                if logits_out is not None:
-                    logits_out[:, :, r, c] = logits
-                code = gumbel_pick(logits, noise[:, r, c], temperature)  # [B]
-                out[:, r, c] = code
-                emb = self.embedding(code)  # [B, C]
-                if attention is not None:
-                    self.attention.commit(emb, attention, r, c)
-                v_in[0][:, :, r + p, c + p] = emb
-                if c + 1 < width:
-                    h_in[0][..., c + 1 + p] = emb
+            position[0] = r
+            noise_row.copy_(noise[:, r])
+            for link, layer, cell, offset in zip(links, self.layers, cells, offsets):
+                torch.add(link, layer.h_conv.bias, out=offset)
+                if torch.is_tensor(cell):
+                    offset.add_(cell[:, r])
+            for c, step in enumerate(steps):
+                graphs.run(c, step)
+            out[:, r] = code_row
+            v_in[0][:, :, r + p, p:p + width] = emb_row
             if r + 1 < height:  # row r is complete: its vertical features feed row r + 1
                 for i, layer in enumerate(self.layers):
                     extra = einops.rearrange(cells[i][:, r], "b w c -> b c 1 w") if torch.is_tensor(cells[i]) else 0.0

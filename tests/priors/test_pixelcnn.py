@@ -92,6 +92,21 @@ def test_cached_sampling_equals_naive_sampling(kind):
     assert draws["cached"].unique().numel() > 2  # a real draw, not a constant grid
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["none", "class+spatial"])
+def test_cuda_graph_sampling_equals_eager_and_naive_on_cuda(kind):
+    torch.manual_seed(3)
+    batch, height, width = 2, 5, 6
+    kw, cond, spatial = _conditioning(kind, batch, height, width)
+    model = _model(num_layers=3, **kw).cuda()
+    cond = cond.cuda() if cond is not None else None
+    spatial = spatial.cuda() if spatial is not None else None
+    draws = [model.sample((batch, height, width), cond, spatial, generator=torch.Generator("cuda").manual_seed(5),
+                          method=method, graphs=graphs)
+             for method, graphs in (("cached", None), ("cached", False), ("naive", None))]
+    assert torch.equal(draws[0], draws[1]) and torch.equal(draws[0], draws[2])
+
+
 @pytest.mark.parametrize("kind", ["none", "class+spatial"])
 def test_cached_sampler_computes_the_forward_logits_of_its_own_sample(kind):
     # stronger than equal samples: a small error in the cached features would rarely flip an argmax
