@@ -3,9 +3,11 @@
 Axis legend: N vectors, D code dim, K codebook size.
 
 The search uses ‖z − e‖² = ‖z‖² − (2 z·e − ‖e‖²): the ‖z‖² term is the same for every code, so the nearest
-code is the argmax of ``2 z·eᵀ − ‖e‖²``, one matrix product per block of rows. Blocks are sized so the
-[rows, K] score block stays in the CPU cache; this is 2–3× faster than materialising the full [N, K]
-distance matrix and 4–6× faster than the broadcasted ``((z[:, None] − e) ** 2).sum(-1)`` formula.
+code is the argmax of ``2 z·eᵀ − ‖e‖²``, one matrix product per block of rows, with ``−‖e‖²`` folded into the
+product as one more input column (``[z, 1] @ [2e, −‖e‖²]ᵀ``; adding it as a bias would rewrite every score block
+once more). Blocks are sized so the [rows, K] score block stays in the CPU cache; this is 2–3× faster than
+materialising the full [N, K] distance matrix and 4–6× faster than the broadcasted
+``((z[:, None] − e) ** 2).sum(-1)`` formula.
 All arithmetic is float32 regardless of autocast.
 """
 
@@ -49,16 +51,17 @@ def nearest_code(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
         out = torch.empty(n, dtype=torch.long, device=z.device)
         if n == 0:
             return out
-        two_e = (2.0 * codebook).t()  # [D, K]
-        neg_sq_norm = -codebook.square().sum(1)  # [K]
+        d = z.shape[1]
+        codes = torch.cat([(2.0 * codebook).t(), -codebook.square().sum(1, keepdim=True).t()])  # [D+1, K]
         rows = _block_rows(n, k, z.device)
+        rows_1 = torch.ones(min(rows, n), d + 1, device=z.device)  # [rows, D+1]: a block of z and a column of ones
         scores = torch.empty(min(rows, n), k, device=z.device)  # [rows, K]
         best = torch.empty(min(rows, n), device=z.device)
         for start in range(0, n, rows):
-            stop = min(start + rows, n)
-            block = scores[: stop - start]
-            torch.addmm(neg_sq_norm, z[start:stop], two_e, out=block)
-            torch.max(block, 1, out=(best[: stop - start], out[start:stop]))
+            m = min(start + rows, n) - start
+            rows_1[:m, :d] = z[start:start + m]
+            torch.mm(rows_1[:m], codes, out=scores[:m])
+            torch.max(scores[:m], 1, out=(best[:m], out[start:start + m]))
         return out
 
 

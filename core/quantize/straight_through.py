@@ -13,11 +13,25 @@ is not, in floating point) and forward + backward touch each [M, D] tensor as fe
 * ``commitment_loss = mean(‖z_e − sg[e]‖²)``: gradient ``2(z_e − e)/n`` to ``z_e`` only.
 
 n is the number of elements (M·D), so both losses are mean squared errors, as in sonnet's ``VectorQuantizer``.
+
+The difference ``e − z`` is never stored: forward and backward recompute it in row blocks of a reused buffer that
+stays in the CPU cache (one fresh ``[M, D]`` tensor less per call, whose first write costs as much as the arithmetic
+on this kind of machine); on accelerators the block is the whole input.
 """
 
 from __future__ import annotations
 
 import torch
+
+_CPU_BLOCK_ELEMENTS = 1 << 18  # 1 MiB of float32 per block buffer
+
+
+def _blocks(z: torch.Tensor):
+    """Row ranges ``(start, stop)`` covering ``z`` [M, D], and a reusable ``[rows, D]`` buffer."""
+    m, d = z.shape
+    rows = max(1, _CPU_BLOCK_ELEMENTS // max(d, 1)) if z.device.type == "cpu" else max(m, 1)
+    buffer = z.new_empty(min(rows, m), d)
+    return [(s, min(s + rows, m)) for s in range(0, m, rows)], buffer
 
 
 class StraightThroughQuantize(torch.autograd.Function):
@@ -36,11 +50,14 @@ class StraightThroughQuantize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: torch.Tensor, codebook: torch.Tensor, indices: torch.Tensor):
         e = codebook.index_select(0, indices)  # [M, D]
-        diff = e - z  # [M, D]
-        n = max(diff.numel(), 1)
-        flat = diff.reshape(-1)
-        mse = torch.dot(flat, flat) / n if flat.numel() else diff.new_zeros(())
-        ctx.save_for_backward(diff, indices)
+        n = max(e.numel(), 1)
+        blocks, diff = _blocks(z)
+        mse = z.new_zeros(())
+        for start, stop in blocks:
+            d = torch.sub(e[start:stop], z[start:stop], out=diff[: stop - start]).view(-1)  # e − z
+            mse += torch.dot(d, d)
+        mse /= n
+        ctx.save_for_backward(z, e, indices)
         ctx.n = n
         ctx.codebook_rows = codebook.shape[0]
         ctx.set_materialize_grads(False)
@@ -49,17 +66,27 @@ class StraightThroughQuantize(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_zq, grad_codebook_loss, grad_commitment_loss):
-        diff, indices = ctx.saved_tensors
+        z, e, indices = ctx.saved_tensors
+        commit = ctx.needs_input_grad[0] and grad_commitment_loss is not None
+        book = ctx.needs_input_grad[1] and grad_codebook_loss is not None
         grad_z = grad_codebook = None
-        if ctx.needs_input_grad[0]:
-            if grad_commitment_loss is not None:
-                coef = grad_commitment_loss * (-2.0 / ctx.n)  # d/dz mean((z − e)²) = −2·diff/n
-                grad_z = diff * coef if grad_zq is None else torch.addcmul(grad_zq, diff, coef)
-            elif grad_zq is not None:
-                grad_z = grad_zq
-            else:
-                grad_z = torch.zeros_like(diff)
-        if ctx.needs_input_grad[1] and grad_codebook_loss is not None:
-            summed = diff.new_zeros(ctx.codebook_rows, diff.shape[1]).index_add_(0, indices, diff)  # [K', D]
-            grad_codebook = summed * (grad_codebook_loss * (2.0 / ctx.n))  # d/de mean((e − z)²) = 2·diff/n
+        if ctx.needs_input_grad[0] and not commit:
+            grad_z = grad_zq if grad_zq is not None else torch.zeros_like(z)
+        if commit or book:
+            if commit:
+                coef = grad_commitment_loss * (2.0 / ctx.n)  # d/dz mean((z − e)²) = 2·(z − e)/n
+                grad_z = torch.empty_like(z)
+            summed = z.new_zeros(ctx.codebook_rows, z.shape[1]) if book else None  # Σ (z − e) per code  [K', D]
+            blocks, diff = _blocks(z)
+            for start, stop in blocks:
+                d = torch.sub(z[start:stop], e[start:stop], out=diff[: stop - start])  # z − e
+                if commit:
+                    if grad_zq is None:
+                        torch.mul(d, coef, out=grad_z[start:stop])
+                    else:
+                        torch.addcmul(grad_zq[start:stop], d, coef, out=grad_z[start:stop])
+                if book:
+                    summed.index_add_(0, indices[start:stop], d)
+            if book:
+                grad_codebook = summed * (grad_codebook_loss * (-2.0 / ctx.n))  # d/de mean((e − z)²) = 2·(e − z)/n
         return grad_z, grad_codebook, None
