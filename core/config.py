@@ -67,6 +67,7 @@ class QuantizerConfig:
     temperature_init: float = 1.0  # sq
     temperature_decay: float = 1e-5  # sq
     temperature_min: float = 0.0  # sq
+    fused: bool = False  # sq: the hand-written autograd function (core.quantize.stochastic) instead of the formulas
     data_init: bool = False  # beyond the paper
     dead_code_restart: bool = False  # beyond the paper
     restart_every: int = 100

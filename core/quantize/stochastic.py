@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 # Rows per block on the CPU: [R, K] float32 buffers of a few MiB stay in the cache and per-op overhead stays small.
 _CPU_BLOCK_ROWS = 1024
@@ -171,8 +172,11 @@ class StochasticQuantize(torch.autograd.Function):
                 gz, y, g = grad_zq[start:stop], y_all[start:stop], gl[: stop - start]
                 if grad_book is not None:
                     grad_book.addmm_(y.t(), gz)
-                torch.mm(gz, codebook.t(), out=g)  # ∂/∂y
-                g.sub_((gz * z_q[start:stop]).sum(1, keepdim=True)).mul_(y)  # softmax backward: y ⊙ (g − ⟨y, g⟩)
+                torch.mm(gz, codebook.t(), out=g).mul_(y)  # y ⊙ ∂/∂y
+                # softmax backward y ⊙ (g − ⟨y, g⟩), with ⟨y, g⟩ summed from these products: for a one-hot y it
+                # is then exactly g at the hot code, and the gradient exactly 0 (⟨g_zq, z_q⟩ equals it only in exact
+                # arithmetic; its rounding error would leak into every logit's gradient as σ² anneals)
+                g.addcmul_(y, g.sum(1, keepdim=True), value=-1.0)
                 if ctx.tau != 1.0:
                     g.div_(ctx.tau)
                 if grad_a is not None:
@@ -205,3 +209,43 @@ def stochastic_quantize(z: torch.Tensor, book: torch.Tensor, weight: torch.Tenso
     z_q, indices, entropy = StochasticQuantize.apply(a, b, c, book, tau, training, noise)
     dequantization = (weight * (z - z_q).square()).sum()
     return z_q, indices, entropy, dequantization
+
+
+# Rows per block of the autograd formulation: bounds the [rows, K] temporaries autograd keeps.
+_AUTOGRAD_BLOCK_ROWS = 2048
+
+
+def stochastic_quantize_autograd(z: torch.Tensor, book: torch.Tensor, weight: torch.Tensor, tau: float,
+                                 training: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`stochastic_quantize` written as the formulas under autograd (the default of the quantizer).
+
+    Same arguments and returns; the Gumbel noise comes from ``torch.rand_like`` block by block (U clamped at 1e-20).
+    Keeps about six ``[rows, K]`` tensors per block for the backward.
+    """
+    z_q_parts, index_parts = [], []
+    entropy = dequantization = z.new_zeros(())
+    book_sq = book.square().sum(1)  # [K]
+    # split (not slicing) so that backward concatenates block gradients once instead of padding each to [N, D]
+    z_blocks = z.split(_AUTOGRAD_BLOCK_ROWS)
+    w_blocks = [weight] * len(z_blocks) if weight.dim() == 0 else weight.split(_AUTOGRAD_BLOCK_ROWS)
+    for zb, wb in zip(z_blocks, w_blocks):  # [n, D], scalar or [n, D]
+        if weight.dim() == 0:
+            logits = weight * torch.addmm(-book_sq, zb, book.t(), alpha=2.0)  # [n, K]
+        else:
+            logits = 2.0 * (wb * zb) @ book.t() - wb @ book.square().t()  # [n, K]
+        log_p = F.log_softmax(logits, dim=-1)
+        entropy = entropy - (log_p.exp() * log_p).sum()
+        if training:
+            uniform = torch.rand_like(logits).clamp_(min=1e-20)
+            perturbed = logits - uniform.log_().neg_().log_()  # + Gumbel noise
+            idx = perturbed.argmax(-1)
+            zq = F.softmax(perturbed / tau, dim=-1) @ book  # [n, D]
+        else:
+            idx = logits.argmax(-1)
+            zq = book.index_select(0, idx)
+        dequantization = dequantization + (wb * (zb - zq).square()).sum()
+        z_q_parts.append(zq)
+        index_parts.append(idx)
+    if not z_q_parts:
+        return z.new_zeros(0, book.shape[1]), torch.zeros(0, dtype=torch.long, device=z.device), entropy, dequantization
+    return torch.cat(z_q_parts), torch.cat(index_parts), entropy, dequantization

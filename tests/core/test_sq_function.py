@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from core.quantize import stochastic
-from core.quantize.stochastic import UniformNoise, stochastic_quantize
+from core.quantize import GaussianSQVectorQuantizer
+from core.quantize.stochastic import UniformNoise, stochastic_quantize, stochastic_quantize_autograd
 
 
 def _reference(z, book, weight, tau, training, uniform):
@@ -100,3 +101,68 @@ def test_without_gradients_the_same_samples_come_out():
     with torch.no_grad():
         without = stochastic_quantize(z, book, torch.tensor(0.3), 0.5, True, UniformNoise(z.device))
     assert torch.equal(with_grad[0], without[0]) and torch.equal(with_grad[1], without[1])
+
+
+class _FixedNoise:
+    """Hands out the rows of one uniform array in order (the same numbers in float32 and float64)."""
+
+    def __init__(self, uniform):
+        self.uniform, self.row = uniform, 0
+
+    def fill_(self, out):
+        out.copy_(self.uniform[self.row:self.row + out.shape[0]])
+        self.row += out.shape[0]
+        return out
+
+
+def test_float32_gradients_stay_accurate_when_the_posterior_is_nearly_deterministic():
+    """σ² small: y nearly one-hot. The float32 gradients must keep float32 accuracy against float64; a softmax
+    backward with ⟨y, g⟩ from another product (equal only in exact arithmetic) was off by 1e-4 here."""
+    g = torch.Generator().manual_seed(0)
+    book = torch.randn(64, 8, generator=g)
+    z = book[torch.randint(64, (512,), generator=g)] + 0.1 * torch.randn(512, 8, generator=g)
+    uniform, probe = torch.rand(512, 64, generator=g), torch.randn(512, 8, generator=g)
+    grads = {}
+    for dtype in (torch.float32, torch.float64):
+        zz, bb = z.to(dtype).clone().requires_grad_(), book.to(dtype).clone().requires_grad_()
+        log_var = torch.tensor(-4.6, dtype=dtype, requires_grad=True)  # σ² = 0.01
+        z_q, _, entropy, deq = stochastic_quantize(zz, bb, 0.5 * torch.exp(-log_var), 0.9, True,
+                                                   _FixedNoise(uniform))
+        ((probe.to(dtype) * z_q).sum() + deq - entropy).backward()
+        grads[dtype] = [t.grad.double() for t in (zz, bb, log_var)]
+    for name, low, high in zip(("z", "codebook", "log_var"), grads[torch.float32], grads[torch.float64]):
+        assert float((low - high).norm() / high.norm()) < 2e-6, name
+
+
+@pytest.mark.parametrize("elementwise", [False, True])
+def test_the_default_autograd_formulation_equals_the_reference(elementwise):
+    """The quantizer's default path (one block here, so its torch.rand_like draw is the reference's torch.rand)."""
+    results = []
+    for default in (True, False):
+        z, book, log_var = _inputs(elementwise)
+        weight = 0.5 * torch.exp(-log_var)
+        torch.manual_seed(9)
+        if default:
+            out = stochastic_quantize_autograd(z, book, weight, 0.7, True)
+        else:
+            out = _reference(z, book, weight, 0.7, True, torch.rand(z.shape[0], book.shape[0], dtype=z.dtype))
+        (out[0].square().sum() + out[3] - out[2]).backward()
+        results.append((out[0].detach(), out[1], out[2].detach(), z.grad, book.grad, log_var.grad))
+    for a, b in zip(*results):
+        assert torch.equal(a, b) if a.dtype == torch.long else torch.allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_fused_quantizer_option_matches_the_default_in_evaluation_and_trains():
+    torch.manual_seed(0)
+    default = GaussianSQVectorQuantizer(16, 4, num_codebooks=2, init_variance=2.0)
+    fused = GaussianSQVectorQuantizer(16, 4, num_codebooks=2, init_variance=2.0, fused=True)
+    fused.load_state_dict(default.state_dict())
+    z = torch.randn(3, 5, 8)
+    a, b = default.eval()(z), fused.eval()(z)
+    assert torch.equal(a.indices, b.indices) and torch.equal(a.z_q, b.z_q)
+    torch.testing.assert_close(a.loss, b.loss)
+    zz = z.clone().requires_grad_()
+    out = fused.train()(zz)
+    (out.z_q.sum() + out.loss).backward()
+    assert out.z_q.shape == z.shape and torch.isfinite(zz.grad).all() and fused.codebook.grad.abs().sum() > 0
+    assert "fused=True" in repr(fused)
