@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "VectorQuantizer": _ours(VectorQuantizer(k, d, beta=0.25).to(device).train(), z),
         "EMAVectorQuantizer": _ours(EMAVectorQuantizer(k, d, beta=0.25, decay=0.99).to(device).train(), z),
         "GaussianSQVectorQuantizer": _ours(GaussianSQVectorQuantizer(k, d).to(device).train(), z),
-        "GaussianSQVectorQuantizer(fused=True)": _ours(GaussianSQVectorQuantizer(k, d, fused=True).to(device).train(), z),
+        "GaussianSQVectorQuantizer(fused=True)": _ours(
+            GaussianSQVectorQuantizer(k, d, fused=True).to(device).train(), z),
     }
     library = _library(z, d, k, device)
     lib_ms = _median_ms(library, device, args.repeats) if library else float("nan")

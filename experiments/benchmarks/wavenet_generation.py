@@ -8,8 +8,9 @@ Two decoder sizes: the config's (``model`` section of ``--config``, by default t
 float32 WaveNet exactly as ``AudioVQVAE`` builds it (256 μ-law classes, ``z_q`` of ``quantizer.code_dim`` channels at
 1/64 of the sample rate, speaker embedding). ``--threads`` defaults to 1: one generation step's matrix products are
 too small to split, and on a small shared CPU every extra intra-op thread makes each of the ~10 ops per layer and step
-wait for a busy core (0 uses torch's default). For each batch size, the incremental generator draws ``--samples`` samples per
-stream (timed in full); the naive one recomputes the whole forward over ``--samples`` positions at every step, so only
+wait for a busy core (0 uses torch's default). For each batch size, the incremental generator draws ``--samples``
+samples per stream (timed in full; on CUDA twice: eager, and on static buffers captured as CUDA graphs, the default
+there, capture included); the naive one recomputes the whole forward over ``--samples`` positions at every step, so only
 its first ``--naive-steps`` steps are timed and the time is extrapolated linearly to ``--samples`` steps (every naive
 step costs the same full forward; its total grows with the square of the length, so the speed-up grows with it).
 Exactness is checked separately on a float64 copy of the small decoder (full draws of both methods, same seed).
