@@ -303,6 +303,25 @@ class WaveNet(nn.Module):
             weights.append((taps, layer.dilation, res, None if layer.last else layer.out.bias[:r]))
         return weights
 
+    def _step_constants(self, global_ids: torch.Tensor | None, batch: int) -> dict[str, torch.Tensor]:
+        """What every generation step reuses: ``base`` ``[B, L·2R]`` (the convolutions' biases plus the global term)
+        and the skip and head weights as matrices (see :meth:`_head_step`)."""
+        bias = torch.cat([layer.conv.bias for layer in self.layers])  # [L·2R]
+        glob = self._global_term(global_ids)
+        hidden, final = self.head[1], self.head[3]
+        return {"base": (bias.expand(batch, -1) if glob is None else glob + bias).contiguous(),
+                "skip_w": torch.cat([layer.out.weight[-self.skip_channels:, :, 0] for layer in self.layers], 1).t(),
+                "skip_b": sum(layer.out.bias[-self.skip_channels:] for layer in self.layers),  # [S]
+                "hid_w": hidden.weight[:, :, 0].t(), "hid_b": hidden.bias,  # [S, S], [S]
+                "fin_w": final.weight[:, :, 0].t(), "fin_b": final.bias}  # [S, K], [K]
+
+    @staticmethod
+    def _head_step(gates: torch.Tensor, const: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits ``[B, K]`` of one step from every layer's gate output ``gates`` ``[B, L·R]``: the skips summed by one
+        matrix product, then ReLU → 1×1 → ReLU → 1×1 (the same weights as ``self.head``)."""
+        skips = torch.addmm(const["skip_b"], gates, const["skip_w"]).relu_()  # [B, S]
+        return torch.addmm(const["fin_b"], torch.addmm(const["hid_b"], skips, const["hid_w"]).relu_(), const["fin_w"])
+
     def _generate_incremental(self, blocks: Iterator[torch.Tensor], batch: int, length: int,
                               local: torch.Tensor | None, global_ids: torch.Tensor | None,
                               temperature: float) -> torch.Tensor:
@@ -318,15 +337,10 @@ class WaveNet(nn.Module):
         dev, dtype = self.embedding.weight.device, self.embedding.weight.dtype
         steps = self._step_weights()
         rings = [torch.zeros((k - 1) * d, batch, 2 * r, device=dev, dtype=dtype) for _, d, _, _ in steps]
-        bias = torch.cat([layer.conv.bias for layer in self.layers])  # [L·2R]
-        glob = self._global_term(global_ids)
-        base = bias.expand(batch, -1) if glob is None else glob + bias  # [B, L·2R]
+        const = self._step_constants(global_ids, batch)
+        base = const["base"]  # [B, L·2R]
         local_w = None if local is None else self.local_proj.weight[:, :, 0].t()  # [C, L·2R]
         hop = self.local_hop
-        skip_w = torch.cat([layer.out.weight[-self.skip_channels:, :, 0] for layer in self.layers], 1).t()  # [L·R, S]
-        skip_b = sum(layer.out.bias[-self.skip_channels:] for layer in self.layers)  # [S]
-        hidden, final = self.head[1], self.head[3]
-        hid_w, fin_w = hidden.weight[:, :, 0].t(), final.weight[:, :, 0].t()  # [S, S], [S, K]
         gates = torch.empty(batch, n_layers * r, device=dev, dtype=dtype)  # [B, L·R]
         gate_out = gates.split(r, dim=1)  # L × [B, R] views
         # per-step work buffers and their views, made once: each op of a step writes into one (fewer dispatches)
@@ -358,8 +372,7 @@ class WaveNet(nn.Module):
                     torch.mul(torch.tanh(pre_a, out=tanh_a), torch.sigmoid(pre_b, out=sigmoid_b), out=gate_out[i])
                     if res_w is not None:
                         x.addmm_(gate_out[i], res_w).add_(res_b)  # next layer's input
-                hid = torch.addmm(hidden.bias, torch.addmm(skip_b, gates, skip_w).relu_(), hid_w).relu_()
-                code = gumbel_pick(torch.addmm(final.bias, hid, fin_w), noise_t, temperature)  # [B]
+                code = gumbel_pick(self._head_step(gates, const), noise_t, temperature)  # [B]
                 codes.append(code)
                 h = F.embedding(code, self.embedding.weight)  # [B, R]: the next step's input
                 t += 1

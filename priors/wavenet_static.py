@@ -46,15 +46,10 @@ def generate_static(net, blocks: Iterator[torch.Tensor], batch: int, length: int
     slots = torch.zeros_like(offsets)  # [L, k−1]: the ring slot of step t + j·d, per layer
     t = torch.zeros(1, dtype=torch.long, device=dev)  # the step being drawn
     t_block = torch.zeros(1, dtype=torch.long, device=dev)  # its index in the current noise block
-    bias = torch.cat([layer.conv.bias for layer in net.layers])  # [L·2R]
-    glob = net._global_term(global_ids)
-    base = (bias.expand(batch, -1) if glob is None else glob + bias).contiguous()  # [B, L·2R]
+    const = net._step_constants(global_ids, batch)
+    base = const["base"]  # [B, L·2R]
     local_w = None if local is None else net.local_proj.weight[:, :, 0].t()  # [C, L·2R]
     local = None if local is None else local.to(dtype).contiguous()
-    skip_w = torch.cat([layer.out.weight[-net.skip_channels:, :, 0] for layer in net.layers], 1).t()  # [L·R, S]
-    skip_b = sum(layer.out.bias[-net.skip_channels:] for layer in net.layers)  # [S]
-    hidden, final = net.head[1], net.head[3]
-    hid_w, fin_w = hidden.weight[:, :, 0].t(), final.weight[:, :, 0].t()  # [S, S], [S, K]
     gates = torch.zeros(batch, n_layers * r, device=dev, dtype=dtype)  # [B, L·R]
     gate_out = gates.split(r, dim=1)  # L × [B, R] views
     out = torch.zeros(batch, length, dtype=torch.long, device=dev)
@@ -82,9 +77,8 @@ def generate_static(net, blocks: Iterator[torch.Tensor], batch: int, length: int
             torch.mul(torch.tanh(pre[:, :r]), torch.sigmoid(pre[:, r:]), out=gate_out[i])
             if res_w is not None:
                 x = torch.addmm(x, gate_out[i], res_w).add_(res_b)
-        hid = torch.addmm(hidden.bias, torch.addmm(skip_b, gates, skip_w).relu_(), hid_w).relu_()
         noise_t = noise.index_select(1, t_block)[:, 0]  # [B, K]
-        code = gumbel_pick(torch.addmm(final.bias, hid, fin_w), noise_t, temperature)  # [B]
+        code = gumbel_pick(net._head_step(gates, const), noise_t, temperature)  # [B]
         out.index_copy_(1, t, code.unsqueeze(1))
         h.copy_(F.embedding(code, weight))
         t.add_(1)

@@ -150,7 +150,8 @@ class CodebookQuantizer(nn.Module):
 
     @staticmethod
     def _draw(vectors: torch.Tensor, count: int) -> torch.Tensor:
-        """``count`` rows of ``vectors`` [N, D] drawn at random (with replacement only if N < count), same on all ranks."""
+        """``count`` rows of ``vectors`` [N, D] drawn at random (with replacement only if N < count), the same on all
+        ranks."""
         n = vectors.shape[0]
         rows = torch.randperm(n, device=vectors.device)[:count] if n >= count else \
             torch.randint(n, (count,), device=vectors.device)

@@ -21,10 +21,13 @@ _CPU_BLOCK_ROWS = 1024
 _ACCELERATOR_BLOCK_ELEMENTS = 1 << 27
 
 
-def _block_rows(n: int, k: int, device: torch.device) -> int:
+def block_rows(n: int, k: int, device: torch.device, cpu_rows: int = _CPU_BLOCK_ROWS,
+               accelerator_elements: int = _ACCELERATOR_BLOCK_ELEMENTS) -> int:
+    """Rows per block when ``n`` rows meet ``k`` codes on ``device``: ``cpu_rows`` on the CPU (cache-sized blocks),
+    else as many as fit ``accelerator_elements`` ``[rows, K]`` entries (launches, not caches, cost there)."""
     if device.type == "cpu":
-        return _CPU_BLOCK_ROWS
-    return max(1, min(n, _ACCELERATOR_BLOCK_ELEMENTS // max(k, 1)))
+        return cpu_rows
+    return max(1, min(n, accelerator_elements // max(k, 1)))
 
 
 @torch.no_grad()
@@ -53,7 +56,7 @@ def nearest_code(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
             return out
         d = z.shape[1]
         codes = torch.cat([(2.0 * codebook).t(), -codebook.square().sum(1, keepdim=True).t()])  # [D+1, K]
-        rows = _block_rows(n, k, z.device)
+        rows = block_rows(n, k, z.device)
         rows_1 = torch.ones(min(rows, n), d + 1, device=z.device)  # [rows, D+1]: a block of z and a column of ones
         scores = torch.empty(min(rows, n), k, device=z.device)  # [rows, K]
         best = torch.empty(min(rows, n), device=z.device)

@@ -30,16 +30,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.quantize.distance import block_rows
+
 # Rows per block on the CPU: [R, K] float32 buffers of a few MiB stay in the cache and per-op overhead stays small.
 _CPU_BLOCK_ROWS = 1024
 _ACCELERATOR_BLOCK_ELEMENTS = 1 << 26
 
 
-def block_rows(n: int, k: int, device: torch.device) -> int:
-    """Rows per block for ``n`` rows against ``k`` codes on ``device``."""
-    if device.type == "cpu":
-        return _CPU_BLOCK_ROWS
-    return max(1, min(n, _ACCELERATOR_BLOCK_ELEMENTS // max(k, 1)))
+def _logit_grads(dl: torch.Tensor, a_rows: torch.Tensor, b: torch.Tensor, grad_a_rows: torch.Tensor | None,
+                 grad_b: torch.Tensor | None, grad_c: torch.Tensor | None) -> None:
+    """Pass ``dl`` = ∂/∂l ``[m, K]`` of a block of ``l = a @ bᵀ − c`` on: write ``grad_a_rows`` ``[m, A]``, add to
+    ``grad_b`` ``[K, A]`` and ``grad_c`` ``[K]`` (each skipped when None)."""
+    if grad_a_rows is not None:
+        torch.mm(dl, b, out=grad_a_rows)
+    if grad_b is not None:
+        grad_b.addmm_(dl.t(), a_rows)
+    if grad_c is not None:
+        grad_c.sub_(dl.sum(0))
 
 
 class UniformNoise:
@@ -111,7 +118,7 @@ class StochasticQuantize(torch.autograd.Function):
         neg_dh_a = torch.zeros_like(a) if grad_a else None
         neg_dh_b = torch.zeros_like(b) if grad_b else None
         neg_dh_c = a.new_zeros(k) if c is not None and grad_c else None
-        rows = block_rows(n, k, a.device)
+        rows = block_rows(n, k, a.device, _CPU_BLOCK_ROWS, _ACCELERATOR_BLOCK_ELEMENTS)
         logits, work, neg_dh = (a.new_empty(min(rows, n), k) for _ in range(3))
         y_block = None if keep_y else work  # without a backward, y may overwrite the noise it was made from
         neg_c = None if c is None else -c
@@ -129,12 +136,8 @@ class StochasticQuantize(torch.autograd.Function):
             entropy += (sums.log_() - pl).sum()  # H = log Σ exp(l) − Σ p l  (rows with max l = 0)
             if grad_a or grad_b or grad_c:
                 dh = neg_dh[:m].addcmul_(p, pl, value=-1.0)  # p ⊙ l − p Σ p l = −∂H/∂l
-                if neg_dh_a is not None:
-                    torch.mm(dh, b, out=neg_dh_a[start:stop])
-                if neg_dh_b is not None:
-                    neg_dh_b.addmm_(dh.t(), a[start:stop])
-                if neg_dh_c is not None:
-                    neg_dh_c.sub_(dh.sum(0))
+                _logit_grads(dh, a[start:stop], b, None if neg_dh_a is None else neg_dh_a[start:stop], neg_dh_b,
+                             neg_dh_c)
             if training:
                 g = noise.fill_(p).log_().neg_().log_()  # log(−log U) = −Gumbel noise
                 l.sub_(g)  # l + Gumbel
@@ -179,12 +182,7 @@ class StochasticQuantize(torch.autograd.Function):
                 g.addcmul_(y, g.sum(1, keepdim=True), value=-1.0)
                 if ctx.tau != 1.0:
                     g.div_(ctx.tau)
-                if grad_a is not None:
-                    torch.mm(g, b, out=grad_a[start:stop])
-                if grad_b is not None:
-                    grad_b.addmm_(g.t(), a[start:stop])
-                if grad_c is not None:
-                    grad_c.sub_(g.sum(0))
+                _logit_grads(g, a[start:stop], b, None if grad_a is None else grad_a[start:stop], grad_b, grad_c)
         elif grad_zq is not None and grad_book is not None:  # z_q = codebook[index]
             grad_book.index_add_(0, indices, grad_zq)
         if grad_entropy is not None:
