@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from priors.wavenet import gate
+from priors.gated_layer import gate
 
 
 class MelDecoder(nn.Module):

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from priors.attention import CausalAttentionStack
+from priors.gated_layer import GatedLayer, gate
 from priors.graphs import StepGraphs, use_graphs
 from priors.sampling import (
     check_temperature,
@@ -36,78 +37,6 @@ from priors.sampling import (
     gumbel_pick,
     naive_raster_sample,
 )
-
-
-def gate(x: torch.Tensor) -> torch.Tensor:
-    """Gated activation ``tanh(a) · σ(b)`` of ``x = [a, b]`` split on axis 1: ``[B, 2C, ...] -> [B, C, ...]``."""
-    a, b = x.chunk(2, dim=1)
-    return torch.tanh(a) * torch.sigmoid(b)
-
-
-class GatedLayer(nn.Module):
-    """One gated layer of both stacks. Callers pad (or cut windows from zero-padded buffers); the convolutions
-    here use no padding of their own, so the full forward and the cached sampler run the same weights on the same
-    zero-padded inputs (the cached sampler's per-position step writes the horizontal convolution as a matrix product).
-
-    Args:
-        channels: C.
-        kernel_size: k (odd); the vertical kernel is ``(k//2 + 1) × k``, the horizontal one ``1 × (k//2 + 1)``.
-        first: the type-A layer (no residual connection).
-    """
-
-    def __init__(self, channels: int, kernel_size: int, first: bool):
-        super().__init__()
-        half = kernel_size // 2
-        self.first = first
-        self.v_conv = nn.Conv2d(channels, 2 * channels, (half + 1, kernel_size))
-        self.h_conv = nn.Conv2d(channels, 2 * channels, (1, half + 1))
-        self.v_to_h = nn.Conv2d(2 * channels, 2 * channels, 1)
-        self.h_out = nn.Conv2d(channels, 2 * channels, 1)  # residual and skip parts
-
-    def vertical(self, v_padded: torch.Tensor, extra: torch.Tensor | float) -> torch.Tensor:
-        """Vertical pre-activation.
-
-        Args:
-            v_padded: ``[B, C, h + k//2, w + 2·(k//2)]`` vertical input, zero-padded at the top, left and right.
-            extra: conditioning term broadcastable to ``[B, 2C, h, w]`` (or 0).
-
-        Returns:
-            ``[B, 2C, h, w]``.
-        """
-        return self.v_conv(v_padded) + extra
-
-    def horizontal(self, h_padded: torch.Tensor, h_in: torch.Tensor, link: torch.Tensor,
-                   extra: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Horizontal gated step.
-
-        Args:
-            h_padded: ``[B, C, h, w + k//2]`` horizontal input, zero-padded on the left.
-            h_in: ``[B, C, h, w]`` the same input unpadded (residual path; unused by the first layer).
-            link: ``[B, 2C, h, w]`` the vertical contribution, already shifted down one row.
-            extra: conditioning term broadcastable to ``[B, 2C, h, w]`` (or 0).
-
-        Returns:
-            ``(h_next [B, C, h, w], skip [B, C, h, w])``.
-        """
-        pre = self.h_conv(h_padded) + link + extra
-        residual, skip = self.h_out(gate(pre)).chunk(2, dim=1)
-        return (residual if self.first else h_in + residual), skip
-
-    def horizontal_step(self, window: torch.Tensor, h_in: torch.Tensor,
-                        offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`horizontal` at one position, as matrix products (small convolutions are slow on CPU).
-
-        Args:
-            window: ``[B, C, k//2 + 1]`` horizontal input at columns ``c − k//2 .. c`` (zeros left of the grid).
-            h_in: ``[B, C]`` horizontal input at column ``c`` (residual path; unused by the first layer).
-            offset: ``[B, 2C]`` what :meth:`horizontal` adds to the convolution: its bias + link + extra.
-
-        Returns:
-            ``(h_next [B, C], skip [B, C])``.
-        """
-        pre = torch.addmm(offset, window.flatten(1), self.h_conv.weight.flatten(1).t())  # [B, 2C]
-        residual, skip = F.linear(gate(pre), self.h_out.weight[:, :, 0, 0], self.h_out.bias).chunk(2, dim=1)
-        return (residual if self.first else h_in + residual), skip
 
 
 class GatedPixelCNN(nn.Module):
@@ -338,7 +267,7 @@ class GatedPixelCNN(nn.Module):
         # per-position view of each layer's conditioning: [B, H, W, 2C] (broadcast dims expanded, no copy)
         cells = [einops.rearrange(e, "b c h w -> b h w c").expand(batch, height, width, -1) if torch.is_tensor(e)
                  else e for e in extras]
-        zeros = lambda *shape: torch.zeros(*shape, device=dev, dtype=dtype)  # noqa: E731
+        zeros = functools.partial(torch.zeros, device=dev, dtype=dtype)
         # vertical inputs per layer, zero-padded like the forward: p rows on top, p columns each side
         v_in = [zeros(batch, chans, height + p, width + 2 * p) for _ in self.layers]
         # horizontal inputs per layer on the current row, p zero columns on the left; layer 0 holds the

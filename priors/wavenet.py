@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from priors.gated_layer import gate
 from priors.graphs import use_graphs
 from priors.sampling import (
     check_temperature,
@@ -42,12 +43,6 @@ from priors.wavenet_static import generate_static
 
 NOISE_BLOCK = 64  # steps of Gumbel noise drawn at a time when none is given: bounded memory, cache-sized blocks
 METHODS = ("incremental", "naive")
-
-
-def gate(x: torch.Tensor) -> torch.Tensor:
-    """Gated activation ``tanh(a) · σ(b)`` of ``x = [a, b]`` split on axis 1: ``[B, 2R, ...] -> [B, R, ...]``."""
-    a, b = x.chunk(2, dim=1)
-    return torch.tanh(a) * torch.sigmoid(b)
 
 
 class ResidualLayer(nn.Module):

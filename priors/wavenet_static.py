@@ -98,10 +98,11 @@ def generate_static(net, blocks: Iterator[torch.Tensor], batch: int, length: int
         h.copy_(start)
 
     unroll = min(UNROLL, noise.shape[1], length)
+    runs = {count: steps_of(count) for count in sorted({1, unroll})}
     graphs = StepGraphs(dev, capture)
-    for count in sorted({1, unroll}):
+    for count, run in runs.items():
         reset()
-        graphs.prepare(count, steps_of(count))
+        graphs.prepare(count, run)
     reset()
     block = first
     while block is not None:
@@ -109,8 +110,8 @@ def generate_static(net, blocks: Iterator[torch.Tensor], batch: int, length: int
         noise[:, :n].copy_(block)
         t_block.zero_()
         for _ in range(n // unroll):
-            graphs.run(unroll, steps_of(unroll))
+            graphs.run(unroll, runs[unroll])
         for _ in range(n % unroll):
-            graphs.run(1, steps_of(1))
+            graphs.run(1, runs[1])
         block = next(blocks, None)
     return out

@@ -62,7 +62,6 @@ class UniformNoise:
     """
 
     def __init__(self, device: torch.device):
-        self.device = device
         self._rng = None
         if device.type == "cpu":
             seed = int(torch.randint(0, 2**62, (), dtype=torch.long))
@@ -120,10 +119,9 @@ class StochasticQuantize(torch.autograd.Function):
         # −∂H/∂a, −∂H/∂b, −∂H/∂c, accumulated here: they are linear in the entropy's output gradient
         neg_dh_a = torch.zeros_like(a) if grad_a else None
         neg_dh_b = torch.zeros_like(b) if grad_b else None
-        neg_dh_c = a.new_zeros(k) if c is not None and grad_c else None
+        neg_dh_c = a.new_zeros(k) if grad_c else None  # False when c is None
         rows = block_rows(n, k, a.device, _CPU_BLOCK_ROWS, _ACCELERATOR_BLOCK_ELEMENTS)
         logits, work, neg_dh = (a.new_empty(min(rows, n), k) for _ in range(3))
-        y_block = None if keep_y else work  # without a backward, y may overwrite the noise it was made from
         neg_c = None if c is None else -c
         for start in range(0, n, rows):
             stop = min(start + rows, n)
@@ -149,7 +147,7 @@ class StochasticQuantize(torch.autograd.Function):
                 l.sub_(best)
                 if tau != 1.0:
                     l.div_(tau)
-                y = y_all[start:stop] if keep_y else y_block[:m]
+                y = y_all[start:stop] if keep_y else p  # without a backward, y overwrites the spent noise
                 _softmax_rows_(l, y)
                 torch.mm(y, codebook, out=z_q[start:stop])
             else:

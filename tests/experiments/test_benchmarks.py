@@ -25,8 +25,9 @@ def test_timing_measures_the_call_and_refuses_unknown_devices():
 def test_benchmarks_run_on_tiny_sizes(capsys):
     rows = quantizer.main(["--n", "512", "--codebook-size", "16", "--dim", "8", "--repeats", "1",
                            "--matmul-size", "64", "--device", "cpu"])
-    assert [r["name"] for r in rows][:3] == ["VectorQuantizer", "EMAVectorQuantizer", "GaussianSQVectorQuantizer"]
-    assert all(r["ms"] > 0 and r["ratio_to_floor"] > 0 for r in rows[:3])
+    assert [r["name"] for r in rows][:4] == ["VectorQuantizer", "EMAVectorQuantizer", "GaussianSQVectorQuantizer",
+                                             "GaussianSQVectorQuantizer(fused=True)"]
+    assert all(r["ms"] > 0 and r["ratio_to_floor"] > 0 for r in rows[:4])
     rows = prior_sampling.main(["--grid", "4", "--codes", "8", "--channels", "8", "--layers", "2", "--naive-rows",
                                 "4", "--repeats", "1", "--check-grid", "3", "--device", "cpu"])
     assert rows[1]["speedup"] > 0 and "identical samples: True" in capsys.readouterr().out
