@@ -88,7 +88,8 @@ def test_paper_config_runs_a_few_steps_of_every_stage(tmp_path):
     # the paper's model sizes (84×84 frames → 21×21 codes, 256-wide VQ-VAE, 20-layer prior) on a few tiny episodes
     paper = str(CONFIGS / "video" / "paper.yaml")
     small = ["data.train_episodes=2", "data.val_episodes=1", "data.steps_per_episode=17", "data.val_frames=4",
-             "train.steps=2", "train.batch_size=2", "train.eval_every=2", "train.checkpoint_every=2", "train.device=cpu",
+             "train.steps=2", "train.batch_size=2", "train.eval_every=2", "train.checkpoint_every=2",
+             "train.device=cpu",
              "prior.train.steps=2", "prior.train.batch_size=2", "prior.train.eval_every=2",
              "prior.train.checkpoint_every=2", "prior.val_windows=2", "prior.eval_windows=1", "prior.eval_samples=1",
              "prior.generated_frames=2", "prior.fixed_actions=[move_forward]", "prior.media_examples=1"]
