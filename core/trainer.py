@@ -245,7 +245,7 @@ class Trainer:
             print(f"[{self.name}] resuming from step {self.step} of {self.checkpoint_path}" +
                   "".join(f"; {k}: {a} → {b}" for k, (a, b) in changes.items()))
         elif self.checkpoint_path.exists() and distributed.is_main_process():  # a fresh run replaces it
-            mark_interrupted(self.tracking_cfg, read_checkpoint(self.checkpoint_path).get("mlflow_run_id"))
+            self._mark_replaced_run_interrupted()
         tracking = dataclasses.replace(self.tracking_cfg, run_name=stage_run_name(self.tracking_cfg, self.name))
         self.tracker = Tracker(tracking, run_id=run_id) if distributed.is_main_process() else None
         if self.tracker and not resume:
@@ -266,6 +266,19 @@ class Trainer:
         finally:
             if self.tracker:
                 self.tracker.end(status)
+
+    def _mark_replaced_run_interrupted(self) -> None:
+        """Before a fresh run replaces the checkpoint in its output directory: mark the MLflow run that wrote it
+        ``KILLED`` if it never finished. A checkpoint that cannot be read (an older version's, a truncated file) is
+        only reported: the fresh run replaces it all the same."""
+        if not self.tracking_cfg.enabled:
+            return
+        try:
+            run_id = read_checkpoint(self.checkpoint_path).get("mlflow_run_id")
+        except ValueError as exc:
+            print(f"[{self.name}] starting fresh; the existing checkpoint is replaced without reading it: {exc}")
+            return
+        mark_interrupted(self.tracking_cfg, run_id)
 
     def _loop(self) -> dict[str, float]:
         cfg = self.cfg

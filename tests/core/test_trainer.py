@@ -79,6 +79,19 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
         _trainer(tmp_path).fit(resume=True)
 
 
+def test_fresh_run_replaces_a_checkpoint_it_cannot_read(tmp_path, capsys):
+    import numpy as np
+
+    trainer = _trainer(tmp_path)
+    trainer.checkpoint_path.parent.mkdir(parents=True)
+    torch.save({"model": {}, "step": 3, "config": {}, "rng": np.zeros(3)}, trainer.checkpoint_path)  # an older format
+    with pytest.raises(ValueError, match="was refused"):
+        _trainer(tmp_path).fit(resume=True)  # resuming from it stays an error
+    trainer.fit()
+    assert "existing checkpoint is replaced without reading it" in capsys.readouterr().out
+    assert read_checkpoint(trainer.checkpoint_path)["step"] == 12
+
+
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     trainer = _trainer(tmp_path)
     trainer.poison_at = 6
