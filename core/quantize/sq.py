@@ -61,8 +61,8 @@ class GaussianSQVectorQuantizer(CodebookQuantizer):
             (1.0, 1e-5, 0.0 as in the reference implementation); the step counter is a buffer.
         fused: compute the step with the hand-written autograd function of :mod:`core.quantize.stochastic` (one
             ``[N, K]`` tensor kept instead of about six, ~1.4× faster on the CPU, Gumbel noise from NumPy on the CPU)
-            instead of the formulas under autograd (default). Values and gradients agree to float32 rounding, but
-            short training runs land elsewhere (README), so it is opt-in.
+            instead of the formulas under autograd (default). Values and gradients agree to float32 rounding; opt-in
+            until its training runs are shown to land where the default's do (README).
         num_codebooks, data_init, dead_code_restart, restart_every, restart_threshold: see
             :class:`~core.quantize.base.CodebookQuantizer`.
 
