@@ -276,7 +276,7 @@ class Trainer:
         try:
             run_id = read_checkpoint(self.checkpoint_path).get("mlflow_run_id")
         except ValueError as exc:
-            print(f"[{self.name}] starting fresh; the existing checkpoint is replaced without reading it: {exc}")
+            print(f"[{self.name}] starting fresh; the existing checkpoint could not be read and is replaced: {exc}")
             return
         mark_interrupted(self.tracking_cfg, run_id)
 

@@ -154,7 +154,7 @@ class StochasticQuantize(torch.autograd.Function):
                 indices[start:stop] = l.max(1).indices
         if not training:
             torch.index_select(codebook, 0, indices, out=z_q)
-        ctx.save_for_backward(a, b, codebook, z_q, indices, y_all, neg_dh_a, neg_dh_b, neg_dh_c)
+        ctx.save_for_backward(a, b, codebook, indices, y_all, neg_dh_a, neg_dh_b, neg_dh_c)
         ctx.tau, ctx.training, ctx.rows = tau, training, rows
         ctx.mark_non_differentiable(indices)
         ctx.set_materialize_grads(False)
@@ -162,7 +162,7 @@ class StochasticQuantize(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_zq, _grad_indices, grad_entropy):
-        a, b, codebook, z_q, indices, y_all, neg_dh_a, neg_dh_b, neg_dh_c = ctx.saved_tensors
+        a, b, codebook, indices, y_all, neg_dh_a, neg_dh_b, neg_dh_c = ctx.saved_tensors
         n, k = a.shape[0], b.shape[0]
         grad_a = torch.zeros_like(a) if ctx.needs_input_grad[0] else None
         grad_b = torch.zeros_like(b) if ctx.needs_input_grad[1] else None

@@ -88,7 +88,7 @@ def test_fresh_run_replaces_a_checkpoint_it_cannot_read(tmp_path, capsys):
     with pytest.raises(ValueError, match="was refused"):
         _trainer(tmp_path).fit(resume=True)  # resuming from it stays an error
     trainer.fit()
-    assert "existing checkpoint is replaced without reading it" in capsys.readouterr().out
+    assert "existing checkpoint could not be read and is replaced" in capsys.readouterr().out
     assert read_checkpoint(trainer.checkpoint_path)["step"] == 12
 
 
