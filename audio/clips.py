@@ -9,7 +9,6 @@ import contextlib
 
 import torch
 
-from audio.frames import pad_to_hop
 from core.trainer import num_threads
 
 
@@ -31,11 +30,3 @@ def pick_utterances(utterances, count: int) -> list:
                 picked.append(by_speaker[name][round_])
         round_ += 1
     return picked
-
-
-def clip_batch(waves: list[torch.Tensor], max_seconds: float, sample_rate: int, hop: int) -> torch.Tensor:
-    """Waveforms ``[T_i]`` cut to ``max_seconds`` (a multiple of ``hop``) and zero-padded to one ``[B, T]``."""
-    limit = max(hop, int(max_seconds * sample_rate) // hop * hop)
-    clips = [pad_to_hop(w[:limit], hop) for w in waves]
-    length = max(c.shape[0] for c in clips)
-    return torch.stack([torch.nn.functional.pad(c, (0, length - c.shape[0])) for c in clips])  # [B, T]

@@ -48,7 +48,10 @@ class AudioModelConfig:
     """
 
     decoder: str = "wavenet"
-    encoder_channels: int = 256  # hidden channels of the strided encoder
+    encoder: str = "waveform"  # "waveform": the paper's strided convolutions; "mel": log-mel front end (deviation)
+    encoder_channels: int = 256  # hidden channels of the encoder
+    encoder_layers: int = 3  # encoder "mel": residual blocks (kernel 3) after the input convolution
+    encoder_mel_fft: int = 400  # encoder "mel": STFT window of its log-mel input (25 ms at 16 kHz)
     num_downsamples: int = 6  # stride-2 window-4 convolutions; 2**6 = 64× downsampling
     mu_law_channels: int = 256  # μ-law quantization levels of the decoder's categorical output
     residual_channels: int = 64  # WaveNet
@@ -62,6 +65,10 @@ class AudioModelConfig:
     griffin_lim_iters: int = 32  # decoder "mel": Griffin-Lim iterations when rendering waveforms
     instance_norm: bool = False  # normalise the encoder's hidden features per utterance and channel over time
     speaker_adversary: float = 0.0  # > 0: weight of a gradient-reversed per-frame speaker classifier on z_q
+
+    LIMITS: ClassVar[Limits] = {"encoder_channels": (">=", 1), "encoder_layers": (">=", 0),
+                                "encoder_mel_fft": (">=", 1), "num_downsamples": (">=", 1)}
+    CHOICES: ClassVar[dict[str, tuple]] = {"decoder": ("wavenet", "mel"), "encoder": ("waveform", "mel")}
 
 
 @dataclass
@@ -91,12 +98,12 @@ class AudioEvalConfig:
 
     probe_utterances: int = 0  # training utterances used to fit the probes (0: all)
     convert_utterances: int = 2  # held-out utterances per source speaker converted into every other speaker
-    convert_max_seconds: float = 2.0  # converted utterances are cut to this length (generation is sample by sample)
+    convert_max_seconds: float = 0.0  # 0: whole held-out sentences are converted; > 0: cut to this length
     reconstructions: int = 2  # held-out utterances reconstructed and logged as wav
     temperature: float = 1.0  # sampling temperature of the WaveNet decoder
 
     LIMITS: ClassVar[Limits] = {"probe_utterances": (">=", 0), "convert_utterances": (">=", 1),
-                                "convert_max_seconds": (">", 0), "reconstructions": (">=", 0),
+                                "convert_max_seconds": (">=", 0), "reconstructions": (">=", 0),
                                 "temperature": (">", 0)}
 
 

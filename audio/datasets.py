@@ -38,7 +38,8 @@ class Utterance:
 
     waveform: torch.Tensor  # [T] float32 in [-1, 1]
     speaker: str
-    sentence_id: str  # utterances with equal ids read the same sentence (parallel across speakers)
+    sentence_id: str  # embedded corpus: equal ids read the same sentence; VCTK: only in the shared passages
+    #                   (match readings by normalised text, audio.convert_stage.sentence_key)
     text: str = ""
     segments: Segments | None = None  # (start_s, end_s, folded phone), sorted; None where no alignment is known
 

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from audio.clips import clip_batch, generation_threads, pick_utterances
+from audio.clips import generation_threads, pick_utterances
+from audio.frames import pad_to_hop
 from audio.config import AudioConfig
 from audio.datasets import AudioCrops, AudioSplits, build_audio_datasets
 from audio.frozen import load_frozen_vqvae, vqvae_checkpoint
@@ -109,24 +110,26 @@ class AudioVQVAETrainer(Trainer):
 
     @torch.no_grad()
     def log_media(self, step: int) -> None:
-        """Held-out utterances (cut to ``eval.convert_max_seconds``) next to their reconstructions decoded from the
-        codes (WaveNet: sample by sample; mel: Griffin-Lim), as wav files and spectrograms; the usage histogram."""
+        """Held-out utterances (whole, or cut to ``eval.convert_max_seconds`` when positive) next to their
+        reconstructions decoded from the codes (WaveNet: sample by sample; mel: Griffin-Lim), as wav files and
+        spectrograms; the usage histogram."""
         import matplotlib.pyplot as plt
 
         self.model.eval()
         ecfg, sr = self.audio_cfg.eval, self.audio_cfg.data.sample_rate
         utts = pick_utterances(self.splits.val, ecfg.reconstructions)
-        if utts:
-            x = clip_batch([u.waveform for u in utts], ecfg.convert_max_seconds, sr, self.model.hop).to(self.device)
-            speaker = torch.tensor([self.splits.speakers.index(u.speaker) for u in utts], device=self.device)
-            gen = torch.Generator(device="cpu").manual_seed(self.cfg.seed)
+        limit = int(ecfg.convert_max_seconds * sr) or None
+        gen = torch.Generator(device="cpu").manual_seed(self.cfg.seed)
+        waves = {}
+        for u in utts:  # one at a time: no padding inside an utterance's (instance-normalised) encoding
+            wave = u.waveform[:limit]
+            x = pad_to_hop(wave, self.model.hop)[None].to(self.device)  # [1, T']
+            speaker = torch.tensor([self.splits.speakers.index(u.speaker)], device=self.device)
             with generation_threads(self.model):
-                x_hat = self.model.decode(self.model.encode(x), speaker, temperature=ecfg.temperature,
-                                          generator=gen)
-            waves = {}
-            for i, u in enumerate(utts):
-                waves[f"{u.speaker}_{u.sentence_id}_original"] = x[i].cpu()
-                waves[f"{u.speaker}_{u.sentence_id}_reconstruction"] = x_hat[i].cpu()
+                x_hat = self.model.decode(self.model.encode(x), speaker, temperature=ecfg.temperature, generator=gen)
+            waves[f"{u.speaker}_{u.sentence_id}_original"] = wave
+            waves[f"{u.speaker}_{u.sentence_id}_reconstruction"] = x_hat[0, :wave.shape[0]].cpu()
+        if waves:
             log_audio_comparison(self.tracker, waves, sr, f"reconstructions/step_{step:07d}",
                                  "held-out originals and their reconstructions")
         fig = usage_histogram(self.last_usage)

@@ -82,12 +82,12 @@ class MelDecoder(nn.Module):
                              f"{tuple(speaker.shape)}")
         if speaker.numel() and (speaker.min() < 0 or speaker.max() >= self.num_speakers):
             raise ValueError(f"speaker ids must lie in [0, {self.num_speakers})")
-        r2 = 2 * self.residual_channels
         cond = self.local_proj(z_q) + self.speaker_proj(self.speaker_embedding(speaker))[:, :, None]  # [B, L·2R, N]
         h = self.input(z_q)  # [B, R, N]
         skips = 0
-        for i, (conv, out) in enumerate(zip(self.convs, self.outs)):
-            g = out(gate(conv(h) + cond[:, i * r2:(i + 1) * r2]))  # [B, R + S, N]
+        # split, not slices: its backward is one concatenation, where each slice's backward fills a zero [B, L·2R, N]
+        for conv, out, c in zip(self.convs, self.outs, cond.split(2 * self.residual_channels, dim=1)):
+            g = out(gate(conv(h) + c))  # [B, R + S, N]
             h = h + g[:, :self.residual_channels]
             skips = skips + g[:, self.residual_channels:]
         return self.head(skips)  # [B, M, N]

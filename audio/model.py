@@ -21,6 +21,7 @@ from einops import rearrange
 from torch import nn
 
 from audio.adversary import SpeakerAdversary
+from audio.encoders import AudioEncoder, MelEncoder
 from audio.config import AudioModelConfig
 from audio.mel import MelSettings, griffin_lim, log_mel
 from audio.mel_decoder import MelDecoder
@@ -37,42 +38,6 @@ def mu_law_encode(waveform: torch.Tensor, channels: int) -> torch.Tensor:
 def mu_law_decode(levels: torch.Tensor, channels: int) -> torch.Tensor:
     """μ-law levels ``[0, channels)`` → waveform in [-1, 1] float, same shape."""
     return AF.mu_law_decoding(levels, channels)
-
-
-class AudioEncoder(nn.Module):
-    """``[B, L]`` waveform → ``z_e [B, L / 2**n, out_dim]``: n Conv1d(kernel 4, stride 2, padding 1) + ReLU, then a
-    1×1 convolution into the code space (paper sec. 4.3: six strided convolutions, 64× downsampling).
-
-    Args:
-        channels: hidden channels of the strided convolutions.
-        num_downsamples: n.
-        out_dim: size of the code space (G·D, or 2·G·D when the quantizer also needs a log-variance).
-        instance_norm: normalise the last hidden features per item and channel over time (zero mean, unit
-            variance, no affine) before the 1×1 projection, removing each utterance's global feature statistics
-            (a deviation from the paper, as in instance-normalised voice-conversion encoders).
-    """
-
-    def __init__(self, channels: int, num_downsamples: int, out_dim: int, instance_norm: bool = False):
-        super().__init__()
-        if num_downsamples < 1:
-            raise ValueError(f"num_downsamples must be >= 1, got {num_downsamples}")
-        layers: list[nn.Module] = []
-        for i in range(num_downsamples):
-            layers += [nn.Conv1d(1 if i == 0 else channels, channels, 4, stride=2, padding=1), nn.ReLU()]
-        if instance_norm:
-            layers.append(nn.InstanceNorm1d(channels))
-        layers.append(nn.Conv1d(channels, out_dim, 1))
-        self.net = nn.Sequential(*layers)
-        self.hop = 2 ** num_downsamples
-
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        """Raises ValueError unless ``waveform`` is a float ``[B, L]`` with L a positive multiple of the hop."""
-        if waveform.dim() != 2 or not waveform.is_floating_point() or waveform.shape[1] % self.hop \
-                or waveform.shape[1] == 0:
-            raise ValueError(f"waveform must be a float tensor [B, L] with L a positive multiple of {self.hop}, "
-                             f"got {waveform.dtype} {tuple(waveform.shape)}")
-        z = self.net(waveform.unsqueeze(1))  # [B, D, N]
-        return rearrange(z, "b d n -> b n d")  # [B, N, D]
 
 
 @dataclass
@@ -94,9 +59,9 @@ class AudioVQVAE(nn.Module):
 
     Objective: ``recon_loss + quantizer.loss`` for vq / ema (paper eq. 3 with the decoder's log-likelihood;
     with the mel decoder an L1 loss on log-mel frames takes the log-likelihood's place);
-    for sq the quantizer's term is per latent vector, so it is scaled by ``N / L = 1 / hop`` to put the sum on the
-    same per-sample scale as ``recon_loss`` (as the image model does per sub-pixel; 1 for the mel decoder, whose
-    loss is already per code frame).
+    for sq the quantizer's term is per latent vector, so it is scaled to the scale of ``recon_loss``: by
+    ``N / L = 1 / hop`` for the WaveNet (whose loss is per sample; as the image model does per sub-pixel) and by
+    ``1 / M`` for the mel decoder (whose L1 is a mean per band and frame, M bands per code frame).
 
     Args:
         model_cfg: encoder and WaveNet sizes.
@@ -119,8 +84,15 @@ class AudioVQVAE(nn.Module):
         code_channels = self.quantizer.input_dim  # G·D
         self.elementwise_variance = self.quantizer.takes_log_variance
         head = 2 * code_channels if self.elementwise_variance else code_channels
-        self.encoder = AudioEncoder(model_cfg.encoder_channels, model_cfg.num_downsamples, head,
-                                    model_cfg.instance_norm)
+        if model_cfg.encoder == "waveform":
+            self.encoder = AudioEncoder(model_cfg.encoder_channels, model_cfg.num_downsamples, head,
+                                        model_cfg.instance_norm)
+        elif model_cfg.encoder == "mel":
+            self.encoder = MelEncoder(MelSettings(sample_rate, self.hop, model_cfg.encoder_mel_fft,
+                                                  model_cfg.mel_bands), model_cfg.encoder_channels,
+                                      model_cfg.encoder_layers, head, model_cfg.instance_norm)
+        else:
+            raise ValueError(f"unknown model.encoder {model_cfg.encoder!r}; known encoders: waveform, mel")
         # the log-mel analysis at the code hop: the mel decoder's target and rendering; for either decoder the
         # Griffin-Lim rendering the speaker scorer is made robust to
         self.mel_settings = MelSettings(sample_rate, self.hop, model_cfg.mel_fft, model_cfg.mel_bands,
@@ -189,7 +161,9 @@ class AudioVQVAE(nn.Module):
         else:
             mel = self.decoder(local, speaker)  # [B, M, N]
             recon = (mel - log_mel(waveform, self.mel_settings)).abs().mean()  # nats per band and frame
-        latent_weight = 1.0 / self.hop if q.loss_per == "vector" and self.autoregressive else 1.0
+        latent_weight = 1.0
+        if q.loss_per == "vector":  # per code frame → per sample (wavenet) or per band and frame (mel)
+            latent_weight = 1.0 / (self.hop if self.autoregressive else self.cfg.mel_bands)
         loss = recon + q.loss * latent_weight
         adv_loss = adv_acc = None
         if self.adversary is not None:

@@ -36,7 +36,8 @@ def _artifacts(root: Path) -> list[str]:
 
 DECODERS = {"wavenet": ["model.decoder=wavenet", "model.kernel_size=2"],
             "mel": ["model.decoder=mel", "model.kernel_size=3", "model.mel_bands=20", "model.mel_fft=256",
-                    "model.griffin_lim_iters=2", "model.instance_norm=true", "model.speaker_adversary=0.5"]}
+                    "model.griffin_lim_iters=2", "model.instance_norm=true", "model.speaker_adversary=0.5",
+                    "model.encoder=mel", "model.encoder_mel_fft=256", "eval.convert_max_seconds=0"]}
 
 
 @pytest.mark.parametrize("decoder", sorted(DECODERS))
@@ -51,13 +52,21 @@ def test_speaker_convert_runs_end_to_end(decoder, tiny_corpus, tmp_path, monkeyp
     assert len(speakers) == 7 and cfg.train.steps == 3 and model.hop == 64 and cfg.model.decoder == decoder
     for key in ("recon_loss", "perplexity", "phone_accuracy", "phone_majority_accuracy",
                 "phone_linear_probe_accuracy", "convert/target_speaker_accuracy", "convert/mcd",
-                "convert/mcd_unconverted", "convert/phone_accuracy", "convert/reconstruction_speaker_accuracy",
+                "convert/mcd_unconverted", "convert/reconstruction_speaker_accuracy",
+                "convert/ge2e_target_accuracy", "convert/ge2e_source_accuracy", "convert/ge2e_eer",
+                "convert/ge2e_real_accuracy", "convert/ge2e_target_person_accuracy",
                 "convert/scorer_clean_accuracy", "convert/scorer_noise_10db_accuracy", "convert/scorer_mu_law_accuracy",
                 "convert/scorer_griffin_lim_accuracy", "convert/scorer_gain_agreement", "convert/chance_accuracy",
                 "convert/source_speaker_accuracy", "convert/target_speaker_accuracy_awb",
                 "prior/nll_bits_per_code", "sample/utterances"):
         assert key in metrics, key
     assert ("bits_per_sample" in metrics) == (decoder == "wavenet")
+    # word error rates need whole sentences: the mel run converts them whole, the wavenet run cuts them to 0.1 s
+    wer = ("convert/wer", "convert/wer_reconstruction", "convert/wer_real", "convert/wer_griffin_lim")
+    assert all((k in metrics) == (decoder == "mel") for k in wer)
+    if decoder == "mel":
+        assert metrics["convert/wer_real"] < 0.5 and metrics["convert/wer"] >= 0  # real speech is read
+        assert metrics["convert/wer_words"] > 7 * 3
     assert 0.0 <= metrics["convert/target_speaker_accuracy"] <= 1.0
     assert metrics["convert/chance_accuracy"] == pytest.approx(1 / 7)
     assert metrics["convert/conversions"] == 7 * 6  # one clip per speaker into each of the six others
@@ -69,6 +78,7 @@ def test_speaker_convert_runs_end_to_end(decoder, tiny_corpus, tmp_path, monkeyp
     # per source speaker, its first clip into each of the six other voices: source, conversion, target's rendering
     assert sum(f.endswith(".wav") and "/conversions/" in f for f in files) == 7 * 6 * 3
     assert sum(f.endswith("spectrograms.png") and "/conversions/" in f for f in files) == 7 * 6
+    assert any(f.endswith("transcripts.json") for f in files) == (decoder == "mel")
     assert sum(f.endswith(".wav") and "/samples/" in f for f in files) == 7
     assert (tmp_path / "mlflow.db").is_file()
 
