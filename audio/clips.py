@@ -1,13 +1,11 @@
-"""Choosing and cutting held-out utterances for generation (reconstruction, conversion).
+"""Choosing held-out utterances for generation (reconstruction, conversion) and its thread count.
 
-Axis legend: B batch, T waveform samples.
+Axis legend: T waveform samples.
 """
 
 from __future__ import annotations
 
 import contextlib
-
-import torch
 
 from core.trainer import num_threads
 

@@ -63,11 +63,15 @@ class AudioModelConfig:
     mel_bands: int = 80  # decoder "mel": log-mel bands predicted per code frame (frames ``hop`` samples apart)
     mel_fft: int = 768  # decoder "mel": STFT window (48 ms at 16 kHz) of the log-mel target and of Griffin-Lim
     griffin_lim_iters: int = 32  # decoder "mel": Griffin-Lim iterations when rendering waveforms
+    envelope_loss: float = 0.0  # decoder "mel": weight of an extra L1 between the predicted and true spectral
+    #                             envelopes (log-mel liftered to envelope_cepstra coefficients); 0: off (deviation)
+    envelope_cepstra: int = 20
     instance_norm: bool = False  # normalise the encoder's hidden features per utterance and channel over time
     speaker_adversary: float = 0.0  # > 0: weight of a gradient-reversed per-frame speaker classifier on z_q
 
     LIMITS: ClassVar[Limits] = {"encoder_channels": (">=", 1), "encoder_layers": (">=", 0),
-                                "encoder_mel_fft": (">=", 1), "num_downsamples": (">=", 1)}
+                                "encoder_mel_fft": (">=", 1), "num_downsamples": (">=", 1),
+                                "envelope_loss": (">=", 0), "envelope_cepstra": (">=", 1)}
     CHOICES: ClassVar[dict[str, tuple]] = {"decoder": ("wavenet", "mel"), "encoder": ("waveform", "mel")}
 
 

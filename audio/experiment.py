@@ -85,6 +85,8 @@ class AudioVQVAETrainer(Trainer):
         terms = vqvae_loss_terms(out)
         if out.adversary_loss is not None:
             terms.update(adversary_loss=out.adversary_loss.detach(), adversary_accuracy=out.adversary_accuracy)
+        if out.envelope_loss is not None:
+            terms["envelope_loss"] = out.envelope_loss.detach()
         return terms
 
     @torch.no_grad()

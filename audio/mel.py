@@ -100,3 +100,29 @@ def griffin_lim(log_mel_frames: torch.Tensor, settings: MelSettings) -> torch.Te
     return AF.griffinlim(spec, window, settings.n_fft, settings.hop, settings.n_fft, power=1.0,
                          n_iter=settings.griffin_lim_iters, momentum=0.99, length=n * settings.hop,
                          rand_init=False).reshape(b, n * settings.hop)  # [B, T]
+
+
+@lru_cache(maxsize=8)
+def _envelope_projection(bands: int, cepstra: int, device: str) -> torch.Tensor:
+    """``[M, M]`` projection onto the first ``cepstra`` orthonormal DCT-II basis vectors over the bands."""
+    m = torch.arange(bands, dtype=torch.float64)
+    k = torch.arange(cepstra, dtype=torch.float64)[:, None]
+    basis = torch.cos(torch.pi * k * (m + 0.5) / bands) * (2.0 / bands) ** 0.5  # [L, M]
+    basis[0] /= 2 ** 0.5
+    return (basis.T @ basis).float().to(device)  # [M, M]
+
+
+def spectral_envelope(log_mel_frames: torch.Tensor, cepstra: int) -> torch.Tensor:
+    """The spectral envelope ``[B, M, N]`` of log-mel frames ``[B, M, N]``: each frame liftered to its first
+    ``cepstra`` cepstral coefficients (orthonormal DCT-II over the bands, the rest set to zero, inverted). Removes
+    the harmonics of the pitch and keeps the formants. Differentiable; linear.
+
+    Raises:
+        ValueError: unless ``1 <= cepstra <= M``.
+    """
+    bands = log_mel_frames.shape[-2]
+    if not 1 <= cepstra <= bands:
+        raise ValueError(f"cepstra must lie in [1, {bands}], got {cepstra}")
+    p = _envelope_projection(bands, cepstra, str(log_mel_frames.device)).to(log_mel_frames.dtype)
+    return torch.einsum("mk,bkn->bmn", p, log_mel_frames)  # [B, M, N]
+

@@ -23,7 +23,7 @@ from torch import nn
 from audio.adversary import SpeakerAdversary
 from audio.encoders import AudioEncoder, MelEncoder
 from audio.config import AudioModelConfig
-from audio.mel import MelSettings, griffin_lim, log_mel
+from audio.mel import MelSettings, griffin_lim, log_mel, spectral_envelope
 from audio.mel_decoder import MelDecoder
 from core.config import QuantizerConfig
 from core.quantize import QuantizerOutput, build_quantizer
@@ -52,6 +52,7 @@ class AudioVQVAEOutput:
     quantizer: QuantizerOutput  # z_q [B, N, D], indices [B, N] ([B, N, G]), perplexity, loss terms
     adversary_loss: torch.Tensor | None = None  # [] speaker adversary's cross-entropy, nats per frame (when enabled)
     adversary_accuracy: torch.Tensor | None = None  # [] fraction of code frames whose speaker it names
+    envelope_loss: torch.Tensor | None = None  # [] mel: L1 of the spectral envelopes, nats per band and frame
 
 
 class AudioVQVAE(nn.Module):
@@ -153,24 +154,30 @@ class AudioVQVAE(nn.Module):
         """
         q = self._quantize(waveform)
         local = self.latents_to_local(q.z_q)  # [B, D, N]
-        logits = mel = None
+        logits = mel = envelope = None
         if self.autoregressive:
             targets = mu_law_encode(waveform, self.cfg.mu_law_channels)  # [B, L]
             logits = self.decoder(targets, local, speaker)  # [B, 256, L]
             recon = F.cross_entropy(logits, targets)  # nats per sample
         else:
             mel = self.decoder(local, speaker)  # [B, M, N]
-            recon = (mel - log_mel(waveform, self.mel_settings)).abs().mean()  # nats per band and frame
+            target = log_mel(waveform, self.mel_settings)  # [B, M, N]
+            recon = (mel - target).abs().mean()  # nats per band and frame
+            if self.cfg.envelope_loss > 0:
+                c = self.cfg.envelope_cepstra
+                envelope = (spectral_envelope(mel, c) - spectral_envelope(target, c)).abs().mean()
         latent_weight = 1.0
         if q.loss_per == "vector":  # per code frame → per sample (wavenet) or per band and frame (mel)
             latent_weight = 1.0 / (self.hop if self.autoregressive else self.cfg.mel_bands)
         loss = recon + q.loss * latent_weight
+        if envelope is not None:
+            loss = loss + self.cfg.envelope_loss * envelope
         adv_loss = adv_acc = None
         if self.adversary is not None:
             adv_loss, adv_acc = self.adversary(q.z_q, speaker)
             loss = loss + adv_loss  # the adversary minimises it; the encoder gets its reversed gradient
         return AudioVQVAEOutput(logits=logits, mel=mel, loss=loss, recon_loss=recon, quantizer=q,
-                                adversary_loss=adv_loss, adversary_accuracy=adv_acc)
+                                adversary_loss=adv_loss, adversary_accuracy=adv_acc, envelope_loss=envelope)
 
     @staticmethod
     def latents_to_local(z_q: torch.Tensor) -> torch.Tensor:

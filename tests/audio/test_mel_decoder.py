@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from audio.config import AudioModelConfig
-from audio.mel import MelSettings, griffin_lim, log_mel
+from audio.mel import MelSettings, griffin_lim, log_mel, spectral_envelope
 from audio.mel_decoder import MelDecoder
 from audio.model import AudioVQVAE
 from core.config import QuantizerConfig
@@ -115,3 +115,31 @@ def test_log_mel_frames_and_griffin_lim_reproduces_the_spectrogram():
     err = (again - mel)[loud].abs().mean()
     noise = log_mel(torch.randn_like(x) * x.std(), settings)
     assert err < 0.5 < (noise - mel)[loud].abs().mean()  # close to the target, far from noise of the same power
+
+
+def test_spectral_envelope_keeps_the_slow_shape_and_removes_the_harmonic_ripple():
+    bands = torch.arange(80.0)
+    slope = -0.05 * bands  # a smooth tilt, inside the first cepstra
+    ripple = torch.cos(torch.pi * 40 * (bands + 0.5) / 80)  # one DCT basis vector far above 20 coefficients
+    frames = (slope + ripple)[None, :, None].repeat(2, 1, 3)  # [B, M, N]
+    env = spectral_envelope(frames, 20)
+    assert (env - spectral_envelope(slope[None, :, None].repeat(2, 1, 3), 20)).abs().max() < 1e-4
+    assert torch.allclose(spectral_envelope(env, 20), env, atol=1e-5)  # a projection
+    assert torch.allclose(spectral_envelope(frames, 80), frames, atol=1e-5)  # every coefficient kept: identity
+    with pytest.raises(ValueError, match="cepstra"):
+        spectral_envelope(frames, 81)
+
+
+def test_envelope_loss_adds_the_weighted_l1_of_the_envelopes():
+    torch.manual_seed(0)
+    cfg = AudioModelConfig(decoder="mel", encoder_channels=16, residual_channels=8, skip_channels=8,
+                           dilation_layers=3, dilation_cycles=1, kernel_size=3, speaker_dim=4, mel_bands=20,
+                           mel_fft=256, envelope_loss=0.5, envelope_cepstra=6)
+    model = AudioVQVAE(cfg, QuantizerConfig(kind="vq", codebook_size=16, code_dim=8), 3)
+    x = _waves(2, 640)
+    with torch.no_grad():
+        out = model(x, torch.tensor([0, 2]))
+    target = log_mel(x, model.mel_settings)
+    by_hand = (spectral_envelope(out.mel, 6) - spectral_envelope(target, 6)).abs().mean()
+    assert out.envelope_loss == pytest.approx(float(by_hand), rel=1e-5)
+    assert out.loss == pytest.approx(float(out.recon_loss + out.quantizer.loss + 0.5 * by_hand), rel=1e-5)
