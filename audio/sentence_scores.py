@@ -131,7 +131,8 @@ def transcript_table(sentences: SentenceSet, speakers: list[str]) -> list[dict[s
                 rows.append({"sentence": str(b), "source": src, "rendering": kind, "text": text, "heard": t[key][b]})
     if "wer" in t:
         _, targets, sources, texts = sentences.conversions()
+        per_sentence = len(targets) // max(len(sentences.texts), 1)  # conversions come grouped by sentence
         for i, (tgt, s, text) in enumerate(zip(targets, sources, texts)):
-            rows.append({"sentence": "", "source": speakers[s], "rendering": speakers[tgt], "text": text,
-                         "heard": t["wer"][i]})
+            rows.append({"sentence": str(i // per_sentence), "source": speakers[s], "rendering": speakers[tgt],
+                         "text": text, "heard": t["wer"][i]})
     return rows

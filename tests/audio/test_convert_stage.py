@@ -5,7 +5,7 @@ import torch
 
 from audio.convert_stage import conversion_sources, person_of, sentence_key
 from audio.datasets import AudioSplits, Utterance
-from audio.sentence_scores import SentenceSet
+from audio.sentence_scores import SentenceSet, transcript_table
 
 
 def _utt(speaker, sentence_id, text):
@@ -39,3 +39,13 @@ def test_sentence_set_enumerates_conversions_and_reconstructions():
     assert targets == [0, 2, 1, 2] and sources == [1, 1, 0, 0] and texts == ["one", "one", "two", "two"]
     assert [float(w[0]) for w in waves] == [0.0, 2.0, 11.0, 12.0]
     assert [float(w[0]) for w in s.reconstructions()] == [1.0, 10.0]
+
+
+def test_transcript_table_names_the_sentence_and_rendering_of_every_transcript():
+    decoded = [torch.zeros(3, 4), torch.zeros(3, 4)]
+    s = SentenceSet(["one", "two"], [1, 0], [torch.zeros(4)] * 2, [torch.zeros(4)] * 2, decoded)
+    s.transcripts = {"wer_real": ["r0", "r1"], "wer": ["c0", "c1", "c2", "c3"]}
+    rows = transcript_table(s, ["a", "b", "c"])
+    assert [(r["sentence"], r["source"], r["rendering"], r["heard"]) for r in rows] == [
+        ("0", "b", "real", "r0"), ("1", "a", "real", "r1"), ("0", "b", "a", "c0"), ("0", "b", "c", "c1"),
+        ("1", "a", "b", "c2"), ("1", "a", "c", "c3")]
