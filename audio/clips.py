@@ -1,12 +1,15 @@
-"""Choosing held-out utterances for generation (reconstruction, conversion) and its thread count.
+"""Choosing held-out utterances for generation (reconstruction, conversion), and decoding one of them.
 
-Axis legend: T waveform samples.
+Axis legend: S speakers, T waveform samples.
 """
 
 from __future__ import annotations
 
 import contextlib
 
+import torch
+
+from audio.frames import pad_to_hop
 from core.trainer import num_threads
 
 
@@ -28,3 +31,18 @@ def pick_utterances(utterances, count: int) -> list:
                 picked.append(by_speaker[name][round_])
         round_ += 1
     return picked
+
+
+@torch.no_grad()
+def decode_as(model, wave: torch.Tensor, speakers: torch.Tensor, temperature: float = 1.0,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """One utterance ``[T]`` encoded alone (zero-padded to whole codes; no other item's padding inside an
+    instance-normalised encoding) and decoded as each of ``speakers [S]``: ``[S, T]`` on the CPU, cut to ``T``."""
+    device = speakers.device
+    x = pad_to_hop(wave, model.hop)[None].to(device)  # [1, T']
+    codes = model.encode(x)  # [1, N]
+    with generation_threads(model):
+        out = model.decode(codes.expand(len(speakers), *codes.shape[1:]), speakers, temperature=temperature,
+                           generator=generator)  # [S, T']
+    return out[:, :wave.shape[0]].cpu()
+

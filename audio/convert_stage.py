@@ -25,7 +25,7 @@ import random
 import numpy as np
 import torch
 
-from audio.clips import generation_threads
+from audio.clips import decode_as
 from audio.config import AudioConfig
 from audio.datasets import AudioSplits
 from audio.frames import pad_to_hop
@@ -115,15 +115,10 @@ def convert_sentences(model, sources: list, speakers: list[str], max_seconds: fl
     every = torch.arange(len(speakers), device=device)
     for u in sources:
         wave = u.waveform[:limit]
-        x = pad_to_hop(wave, model.hop)[None].to(device)  # [1, T']
-        codes = model.encode(x)  # [1, N]
-        with generation_threads(model):
-            out = model.decode(codes.expand(len(speakers), *codes.shape[1:]), every, temperature=temperature,
-                               generator=gen)  # [S, T']
-        n = wave.shape[0]
+        decoded.append(decode_as(model, wave, every, temperature, gen))
         real.append(wave)
-        resynth.append(griffin_lim(log_mel(x, model.mel_settings), model.mel_settings)[0, :n].cpu())
-        decoded.append(out[:, :n].cpu())
+        x = pad_to_hop(wave, model.hop)[None]  # [1, T'] on the CPU
+        resynth.append(griffin_lim(log_mel(x, model.mel_settings), model.mel_settings)[0, :wave.shape[0]])
     return SentenceSet([u.text for u in sources], [speakers.index(u.speaker) for u in sources], real, resynth,
                        decoded)
 

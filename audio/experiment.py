@@ -14,8 +14,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from audio.clips import generation_threads, pick_utterances
-from audio.frames import pad_to_hop
+from audio.clips import decode_as, pick_utterances
 from audio.config import AudioConfig
 from audio.datasets import AudioCrops, AudioSplits, build_audio_datasets
 from audio.frozen import load_frozen_vqvae, vqvae_checkpoint
@@ -123,14 +122,12 @@ class AudioVQVAETrainer(Trainer):
         limit = int(ecfg.convert_max_seconds * sr) or None
         gen = torch.Generator(device="cpu").manual_seed(self.cfg.seed)
         waves = {}
-        for u in utts:  # one at a time: no padding inside an utterance's (instance-normalised) encoding
+        for u in utts:
             wave = u.waveform[:limit]
-            x = pad_to_hop(wave, self.model.hop)[None].to(self.device)  # [1, T']
             speaker = torch.tensor([self.splits.speakers.index(u.speaker)], device=self.device)
-            with generation_threads(self.model):
-                x_hat = self.model.decode(self.model.encode(x), speaker, temperature=ecfg.temperature, generator=gen)
             waves[f"{u.speaker}_{u.sentence_id}_original"] = wave
-            waves[f"{u.speaker}_{u.sentence_id}_reconstruction"] = x_hat[0, :wave.shape[0]].cpu()
+            waves[f"{u.speaker}_{u.sentence_id}_reconstruction"] = decode_as(self.model, wave, speaker,
+                                                                             ecfg.temperature, gen)[0]
         if waves:
             log_audio_comparison(self.tracker, waves, sr, f"reconstructions/step_{step:07d}",
                                  "held-out originals and their reconstructions")

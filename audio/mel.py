@@ -125,4 +125,3 @@ def spectral_envelope(log_mel_frames: torch.Tensor, cepstra: int) -> torch.Tenso
         raise ValueError(f"cepstra must lie in [1, {bands}], got {cepstra}")
     p = _envelope_projection(bands, cepstra, str(log_mel_frames.device)).to(log_mel_frames.dtype)
     return torch.einsum("mk,bkn->bmn", p, log_mel_frames)  # [B, M, N]
-

@@ -165,7 +165,7 @@ class AudioVQVAE(nn.Module):
             recon = (mel - target).abs().mean()  # nats per band and frame
             if self.cfg.envelope_loss > 0:
                 c = self.cfg.envelope_cepstra
-                envelope = (spectral_envelope(mel, c) - spectral_envelope(target, c)).abs().mean()
+                envelope = spectral_envelope(mel - target, c).abs().mean()  # the envelope is linear
         latent_weight = 1.0
         if q.loss_per == "vector":  # per code frame → per sample (wavenet) or per band and frame (mel)
             latent_weight = 1.0 / (self.hop if self.autoregressive else self.cfg.mel_bands)

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from audio.clips import decode_as
 from audio.config import AudioModelConfig
 from audio.mel import MelSettings, griffin_lim, log_mel, spectral_envelope
 from audio.mel_decoder import MelDecoder
@@ -143,3 +144,14 @@ def test_envelope_loss_adds_the_weighted_l1_of_the_envelopes():
     by_hand = (spectral_envelope(out.mel, 6) - spectral_envelope(target, 6)).abs().mean()
     assert out.envelope_loss == pytest.approx(float(by_hand), rel=1e-5)
     assert out.loss == pytest.approx(float(out.recon_loss + out.quantizer.loss + 0.5 * by_hand), rel=1e-5)
+
+
+def test_decode_as_pads_to_whole_codes_and_cuts_back_for_every_speaker():
+    model = _model(instance_norm=True).eval()
+    wave = _waves(1, 640 + 20)[0]  # not a whole number of codes
+    out = decode_as(model, wave, torch.tensor([0, 2]))
+    assert out.shape == (2, 660)
+    padded = torch.nn.functional.pad(wave, (0, 44))[None]
+    codes = model.encode(padded)
+    by_hand = model.decode(codes.expand(2, -1), torch.tensor([0, 2]))[:, :660]
+    assert torch.equal(out, by_hand)
