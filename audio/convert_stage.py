@@ -29,13 +29,14 @@ from audio.clips import decode_as
 from audio.config import AudioConfig
 from audio.datasets import AudioSplits
 from audio.frames import pad_to_hop
-from audio.frozen import load_frozen_vqvae, vqvae_checkpoint
+from audio.frozen import load_frozen_vqvae
 from audio.mel import MelSettings, griffin_lim, log_mel
 from audio.media import log_audio_comparison
 from audio.recogniser import normalise_text
 from audio.scores import mel_cepstral_distortion
 from audio.sentence_scores import SentenceSet, speaker_encoder_scores, transcript_table, word_error_scores
 from audio.speaker_scorer import SpeakerScorer
+from core.pipeline import vqvae_checkpoint
 from core.tracking import stage_tracker
 
 SCORER_UTTERANCES = 60  # training utterances per speaker for the speaker scorer (each also in 3 renderings)
@@ -125,7 +126,8 @@ def convert_sentences(model, sources: list, speakers: list[str], max_seconds: fl
 
 def run_conversion(cfg: AudioConfig, splits: AudioSplits, device: torch.device) -> dict[str, float]:
     """Convert, score and log (see the module docstring); returns the ``convert/*`` metrics."""
-    model, _, speakers, digest = load_frozen_vqvae(vqvae_checkpoint(cfg), device)
+    frozen = load_frozen_vqvae(vqvae_checkpoint(cfg), device)
+    model, speakers, vqvae_hash = frozen.model, list(frozen.extras["speakers"]), frozen.vqvae_hash
     if speakers != list(splits.speakers):
         raise ValueError(f"the VQ-VAE was trained on speakers {speakers}, the data has {splits.speakers}")
     ecfg, sr = cfg.eval, cfg.data.sample_rate
@@ -145,7 +147,7 @@ def run_conversion(cfg: AudioConfig, splits: AudioSplits, device: torch.device) 
     metrics.update(speaker_encoder_scores(sentences, enrolment, speakers, [person_of(s) for s in speakers], sr))
     metrics.update(_own_scores(cfg, splits, model, sentences, speakers))
     pairs = _mcd(metrics, sentences, sources, splits, speakers, sr)
-    _log(cfg, digest, metrics, pairs, speakers, transcript_table(sentences, speakers))
+    _log(cfg, vqvae_hash, metrics, pairs, speakers, transcript_table(sentences, speakers))
     print("speaker conversion: " + ", ".join(f"{k.split('/')[1]} {v:.4g}" for k, v in metrics.items()))
     return metrics
 
@@ -201,11 +203,11 @@ def _mcd(metrics: dict[str, float], sentences: SentenceSet, sources: list, split
     return pairs
 
 
-def _log(cfg, digest, metrics, pairs: dict[str, tuple[dict[str, torch.Tensor], list[str]]], speakers,
+def _log(cfg, vqvae_hash, metrics, pairs: dict[str, tuple[dict[str, torch.Tensor], list[str]]], speakers,
          transcripts: list[dict[str, str]]) -> None:
     """An MLflow run "convert": params, the scores, the recogniser's transcripts as a table, and per conversion pair
     the source, the conversion and the target voice's own reading as wav files with their log-mel spectrograms."""
-    tracker = stage_tracker(cfg.tracking, "convert", cfg, {"derived.vqvae_hash": digest,
+    tracker = stage_tracker(cfg.tracking, "convert", cfg, {"derived.vqvae_hash": vqvae_hash,
                                                            "derived.speakers": ",".join(speakers)})
     tracker.log_metrics(metrics, 0)
     if transcripts:

@@ -17,22 +17,19 @@ from torch.utils.data import DataLoader
 from audio.clips import decode_as, pick_utterances
 from audio.config import AudioConfig
 from audio.datasets import AudioCrops, AudioSplits, build_audio_datasets
-from audio.frozen import load_frozen_vqvae, vqvae_checkpoint
+from audio.frozen import load_frozen_vqvae
 from audio.media import log_audio_comparison
 from audio.model import AudioVQVAE
+from audio.prior_stage import load_prior, prior_trainer, speak_samples
 from audio.probe_stage import run_probe
-from core.checkpoint import stage_checkpoint, state_hash
+from core.checkpoint import FrozenVQVAE, state_hash
 from core.config import to_dict
 from core.media import usage_histogram
 from core.metrics import CodebookUsage
-from core.stages import ALL, DomainSpec, StageContext
-from core.trainer import (
-    Trainer,
-    fit_stage,
-    print_metrics,
-    seed_everything,
-    vqvae_loss_terms,
-)
+from core.pipeline import PipelineAdapter, pipeline_requires, pipeline_stages, vqvae_checkpoint
+from core.stages import ALL, CliOption, DomainSpec, StageContext
+from core.tracking import Tracker
+from core.trainer import Trainer, print_metrics, vqvae_loss_terms
 
 VAL_SEED = 12345  # the held-out crops are the same for every run and seed
 VAL_CROPS = 32
@@ -56,20 +53,19 @@ class AudioVQVAETrainer(Trainer):
     utterances."""
 
     def __init__(self, cfg: AudioConfig, splits: AudioSplits):
-        self.audio_cfg = cfg
+        self.cfg = cfg
         self.splits = splits
         n = crop_samples(cfg)
         train_ds = AudioCrops(splits.train, splits.speakers, n, TRAIN_ITEMS, cfg.data.seed)
         self.val_dataset = AudioCrops(splits.val, splits.speakers, n, VAL_CROPS, VAL_SEED)
-        seed_everything(cfg.train.seed)
-        model = AudioVQVAE(cfg.model, cfg.quantizer, num_speakers=len(splits.speakers),
-                           sample_rate=cfg.data.sample_rate)
-        super().__init__(model, train_ds, cfg.train, cfg.tracking, to_dict(cfg), name="vqvae")
+        super().__init__(lambda: AudioVQVAE(cfg.model, cfg.quantizer, num_speakers=len(splits.speakers),
+                                            sample_rate=cfg.data.sample_rate),
+                         train_ds, cfg.train, cfg.tracking, to_dict(cfg), name="vqvae")
 
     def extra_params(self) -> dict[str, Any]:
-        seconds = lambda utts: sum(u.waveform.numel() for u in utts) / self.audio_cfg.data.sample_rate  # noqa: E731
+        seconds = lambda utts: sum(u.waveform.numel() for u in utts) / self.cfg.data.sample_rate  # noqa: E731
         return {"derived.speakers": ",".join(self.splits.speakers), "derived.hop": self.model.hop,
-                "derived.crop_samples": crop_samples(self.audio_cfg),
+                "derived.crop_samples": crop_samples(self.cfg),
                 "derived.receptive_field": self.model.receptive_field,
                 "derived.train_utterances": len(self.splits.train), "derived.val_utterances": len(self.splits.val),
                 "derived.train_seconds": round(seconds(self.splits.train), 1),
@@ -90,7 +86,7 @@ class AudioVQVAETrainer(Trainer):
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        usage = CodebookUsage(self.model.quantizer.codebook_size, self.model.quantizer.num_codebooks)
+        usage = CodebookUsage(self.model.quantizer.codebook_size, self.model.quantizer.groups)
         total, count = 0.0, 0
         for x, speaker in DataLoader(self.val_dataset, batch_size=EVAL_BATCH):
             out = self.model(x.to(self.device), speaker.to(self.device))
@@ -105,8 +101,8 @@ class AudioVQVAETrainer(Trainer):
 
     @torch.no_grad()
     def final_metrics(self) -> dict[str, float]:
-        result = run_probe(self.audio_cfg, self.model, self.splits, self.device, self.output_dir.parent / "probe",
-                           vqvae_key=state_hash(self.model))
+        result = run_probe(self.cfg, self.model, self.splits, self.device, self.output_dir.parent / "probe",
+                           vqvae_hash=state_hash(self.model))
         return result
 
     @torch.no_grad()
@@ -117,10 +113,10 @@ class AudioVQVAETrainer(Trainer):
         import matplotlib.pyplot as plt
 
         self.model.eval()
-        ecfg, sr = self.audio_cfg.eval, self.audio_cfg.data.sample_rate
+        ecfg, sr = self.cfg.eval, self.cfg.data.sample_rate
         utts = pick_utterances(self.splits.val, ecfg.reconstructions)
         limit = int(ecfg.convert_max_seconds * sr) or None
-        gen = torch.Generator(device="cpu").manual_seed(self.cfg.seed)
+        gen = torch.Generator(device="cpu").manual_seed(self.train_cfg.seed)
         waves = {}
         for u in utts:
             wave = u.waveform[:limit]
@@ -135,11 +131,6 @@ class AudioVQVAETrainer(Trainer):
         self.tracker.log_figure(fig, f"codebook_usage/step_{step:07d}.png")
         plt.close(fig)
         self.model.train()
-
-
-def run_vqvae(cfg: AudioConfig, splits: AudioSplits, resume: bool) -> dict[str, float]:
-    """Stage "vqvae": train and evaluate the speech VQ-VAE (ending with the phoneme probe)."""
-    return fit_stage(AudioVQVAETrainer(cfg, splits), resume, "held-out metrics (vqvae)")
 
 
 def plan_stages(requested: list[str], speaker_convert: bool, probe: bool, trained: bool) -> list[str]:
@@ -180,32 +171,48 @@ def _plan(requested: list[str], ctx: StageContext) -> list[str]:
     return stages
 
 
-def _needs_vqvae(cfg: AudioConfig) -> dict[str, Path]:
-    return {"vqvae": vqvae_checkpoint(cfg)}
+class AudioAdapter(PipelineAdapter):
+    """The audio domain in the core pipeline: the speech VQ-VAE (ending with the phoneme probe), a
+    speaker-conditional WaveNet over its codes, and speech spoken from sampled codes in every voice."""
+
+    def vqvae_trainer(self, ctx: StageContext) -> AudioVQVAETrainer:
+        return AudioVQVAETrainer(ctx.cfg, _splits(ctx))
+
+    def load_vqvae(self, ctx: StageContext, path: Path) -> FrozenVQVAE:
+        return load_frozen_vqvae(path, ctx.device)
+
+    def prior_trainer(self, ctx: StageContext, frozen: FrozenVQVAE):
+        return prior_trainer(ctx.cfg, _splits(ctx), frozen, ctx.device)
+
+    def load_prior(self, ctx: StageContext, frozen: FrozenVQVAE, path: Path):
+        return load_prior(path, frozen, ctx.cfg, ctx.device)
+
+    def sample(self, ctx: StageContext, frozen: FrozenVQVAE, prior: torch.nn.Module, payload: dict,
+               tracker: Tracker) -> dict[str, float]:
+        return speak_samples(ctx.cfg, frozen, prior, tracker, ctx.device)
 
 
 def _probe(ctx: StageContext) -> dict[str, float]:
-    model, _, _, digest = load_frozen_vqvae(vqvae_checkpoint(ctx.cfg), ctx.device)
-    result = run_probe(ctx.cfg, model, _splits(ctx), ctx.device, Path(ctx.cfg.train.output_dir) / "probe",
-                       vqvae_key=digest, log=True)
+    frozen = load_frozen_vqvae(vqvae_checkpoint(ctx.cfg), ctx.device)
+    result = run_probe(ctx.cfg, frozen.model, _splits(ctx), ctx.device, Path(ctx.cfg.train.output_dir) / "probe",
+                       vqvae_hash=frozen.vqvae_hash, log=True)
     print_metrics("phoneme probe", result)
     return result
 
 
-def _stages() -> dict:
-    from audio.convert_stage import run_conversion
-    from audio.prior_stage import run_prior, run_sample
+def _convert(ctx: StageContext) -> dict[str, float]:
+    from audio.convert_stage import run_conversion  # the outside instruments load only when asked for
 
-    return {"vqvae": lambda ctx: run_vqvae(ctx.cfg, _splits(ctx), ctx.resume),
-            "probe": _probe,
-            "convert": lambda ctx: run_conversion(ctx.cfg, _splits(ctx), ctx.device),
-            "prior": lambda ctx: run_prior(ctx.cfg, _splits(ctx), ctx.device, ctx.resume),
-            "sample": lambda ctx: run_sample(ctx.cfg, _splits(ctx), ctx.device)}
+    return run_conversion(ctx.cfg, _splits(ctx), ctx.device)
 
 
-SPEC = DomainSpec(name="audio", config_class=AudioConfig, stages=_stages(), plan=_plan,
-                  main_metric=("vqvae", "val/recon_loss"),
-                  requires={"probe": _needs_vqvae, "convert": _needs_vqvae, "prior": _needs_vqvae,
-                            "sample": lambda cfg: {**_needs_vqvae(cfg),
-                                                   "prior": stage_checkpoint(cfg.train.output_dir, "prior")}})
+_NEEDS_VQVAE = pipeline_requires()["prior"]
+_PIPELINE = pipeline_stages(AudioAdapter())
+SPEC = DomainSpec(
+    name="audio", config_class=AudioConfig, plan=_plan, main_metric=("vqvae", "val/recon_loss"),
+    stages={"vqvae": _PIPELINE["vqvae"], "probe": _probe, "convert": _convert, "prior": _PIPELINE["prior"],
+            "sample": _PIPELINE["sample"]},
+    requires={**pipeline_requires(), "probe": _NEEDS_VQVAE, "convert": _NEEDS_VQVAE},
+    options=(CliOption("speaker_convert", "convert held-out utterances into every other speaker and score them"),
+             CliOption("probe", "the phoneme probe of the trained codes")))
 STAGES = SPEC.known()

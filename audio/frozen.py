@@ -8,21 +8,24 @@ import torch
 
 from audio.config import AudioConfig
 from audio.model import AudioVQVAE
-from core.checkpoint import earlier_stage_checkpoint, load_frozen
+from core.checkpoint import FrozenVQVAE
+from core.checkpoint import load_frozen_vqvae as load_frozen_checkpoint
 from core.config import from_dict
 
 
-def vqvae_checkpoint(cfg: AudioConfig) -> Path:
-    """The VQ-VAE checkpoint the later stages use: ``prior.vqvae_checkpoint``, else this run's own."""
-    return earlier_stage_checkpoint(cfg.prior.vqvae_checkpoint, cfg.train.output_dir)
+def read_audio_config(stored: dict) -> AudioConfig:
+    """The audio experiment's config as a checkpoint stores it."""
+    return from_dict(AudioConfig, stored)
 
 
-def load_frozen_vqvae(path: str | Path, device: torch.device) -> tuple[AudioVQVAE, AudioConfig, list[str], str]:
-    """The speech VQ-VAE of a checkpoint, frozen: ``(model, its config, its speakers, hash of its weights)``."""
-    def build(payload):
-        c = from_dict(AudioConfig, payload["config"])
-        return AudioVQVAE(c.model, c.quantizer, num_speakers=len(payload["speakers"]),
-                          sample_rate=c.data.sample_rate)
+def load_frozen_vqvae(path: str | Path, device: torch.device) -> FrozenVQVAE:
+    """The speech VQ-VAE of a checkpoint, frozen; its ``extras["speakers"]`` name the speaker ids it was trained on.
 
-    model, payload, digest = load_frozen(path, build, device)
-    return model, from_dict(AudioConfig, payload["config"]), list(payload["speakers"]), digest
+    Raises:
+        FileNotFoundError / ValueError: for a missing or foreign checkpoint.
+    """
+    def build(cfg: AudioConfig, payload: dict) -> AudioVQVAE:
+        return AudioVQVAE(cfg.model, cfg.quantizer, num_speakers=len(payload["speakers"]),
+                          sample_rate=cfg.data.sample_rate)
+
+    return load_frozen_checkpoint(path, read_audio_config, build, device)

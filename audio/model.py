@@ -80,7 +80,7 @@ class AudioVQVAE(nn.Module):
         super().__init__()
         if num_speakers < 1:
             raise ValueError(f"num_speakers must be positive, got {num_speakers}")
-        self.cfg, self.quantizer_cfg, self.num_speakers = model_cfg, quantizer_cfg, num_speakers
+        self.model_cfg, self.quantizer_cfg, self.num_speakers = model_cfg, quantizer_cfg, num_speakers
         self.quantizer = build_quantizer(quantizer_cfg.kind, **quantizer_cfg.build_kwargs())
         code_channels = self.quantizer.input_dim  # G·D
         self.elementwise_variance = self.quantizer.takes_log_variance
@@ -117,12 +117,12 @@ class AudioVQVAE(nn.Module):
     @property
     def autoregressive(self) -> bool:
         """True for the WaveNet decoder (generation sample by sample), False for the mel decoder."""
-        return self.cfg.decoder == "wavenet"
+        return self.model_cfg.decoder == "wavenet"
 
     @property
     def hop(self) -> int:
         """Waveform samples per code: ``2**num_downsamples`` (64)."""
-        return 2 ** self.cfg.num_downsamples
+        return 2 ** self.model_cfg.num_downsamples
 
     @property
     def receptive_field(self) -> int:
@@ -156,22 +156,22 @@ class AudioVQVAE(nn.Module):
         local = self.latents_to_local(q.z_q)  # [B, D, N]
         logits = mel = envelope = None
         if self.autoregressive:
-            targets = mu_law_encode(waveform, self.cfg.mu_law_channels)  # [B, L]
+            targets = mu_law_encode(waveform, self.model_cfg.mu_law_channels)  # [B, L]
             logits = self.decoder(targets, local, speaker)  # [B, 256, L]
             recon = F.cross_entropy(logits, targets)  # nats per sample
         else:
             mel = self.decoder(local, speaker)  # [B, M, N]
             target = log_mel(waveform, self.mel_settings)  # [B, M, N]
             recon = (mel - target).abs().mean()  # nats per band and frame
-            if self.cfg.envelope_loss > 0:
-                c = self.cfg.envelope_cepstra
+            if self.model_cfg.envelope_loss > 0:
+                c = self.model_cfg.envelope_cepstra
                 envelope = spectral_envelope(mel - target, c).abs().mean()  # the envelope is linear
         latent_weight = 1.0
         if q.loss_per == "vector":  # per code frame → per sample (wavenet) or per band and frame (mel)
-            latent_weight = 1.0 / (self.hop if self.autoregressive else self.cfg.mel_bands)
+            latent_weight = 1.0 / (self.hop if self.autoregressive else self.model_cfg.mel_bands)
         loss = recon + q.loss * latent_weight
         if envelope is not None:
-            loss = loss + self.cfg.envelope_loss * envelope
+            loss = loss + self.model_cfg.envelope_loss * envelope
         adv_loss = adv_acc = None
         if self.adversary is not None:
             adv_loss, adv_acc = self.adversary(q.z_q, speaker)
@@ -226,7 +226,7 @@ class AudioVQVAE(nn.Module):
         if not self.autoregressive:
             return griffin_lim(self.decode_mel(indices, speaker), self.mel_settings).clamp(-1.0, 1.0)
         return mu_law_decode(self.decode_mu_law(indices, speaker, temperature, generator, noise, method),
-                             self.cfg.mu_law_channels)
+                             self.model_cfg.mu_law_channels)
 
     @torch.no_grad()
     def decode_mel(self, indices: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,6 @@ Axis legend: U utterances, N code frames, B batch, S speakers, K codebook size, 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,12 @@ from audio.clips import generation_threads
 from audio.config import AudioConfig
 from audio.datasets import AudioSplits, SequenceCrops
 from audio.frames import cached_utterance_codes
-from audio.frozen import load_frozen_vqvae, vqvae_checkpoint
 from audio.media import log_audio_comparison
-from core.checkpoint import check_fits, load_frozen, stage_checkpoint
-from core.config import stage_train_config, to_dict
-from core.tracking import stage_tracker
-from core.trainer import Trainer, num_threads, seed_everything
+from core.checkpoint import FrozenVQVAE
+from core.pipeline import LN2, PriorTrainer, code_cache
+from core.pipeline import load_prior as load_pipeline_prior
+from core.tracking import Tracker
+from core.trainer import num_threads
 from priors.wavenet import build_code_prior
 
 VAL_WINDOWS = 256
@@ -45,31 +44,22 @@ class CodeWindows(SequenceCrops):
         super().__init__([codes[i] for i in keep], [speakers[i] for i in keep], length, num_items, seed)
 
 
-class AudioPriorTrainer(Trainer):
+class AudioPriorTrainer(PriorTrainer):
     """Stage "prior": fits the code prior; logs ``train/loss`` (nats per code), ``train/nll_bits_per_code`` and
-    ``val/nll_bits_per_code`` (the name the image and video priors use for the same quantity)."""
+    ``val/nll_bits_per_code`` (with ``val/nll_nats_per_code``)."""
 
-    def __init__(self, cfg: AudioConfig, train_ds: CodeWindows, val_ds: CodeWindows, codebook_size: int,
-                 speakers: list[str], vqvae_hash: str):
-        p = cfg.prior
-        seed_everything(p.train.seed)
-        model = build_code_prior(codebook_size, len(speakers), p.residual_channels, p.skip_channels,
-                                 p.dilation_layers, p.dilation_cycles, p.kernel_size)
-        self.val_dataset, self.speakers, self.vqvae_hash = val_ds, speakers, vqvae_hash
-        self.codebook_size = codebook_size
-        train_cfg = stage_train_config(p.train, cfg.train)
-        super().__init__(model, train_ds, train_cfg, cfg.tracking, to_dict(cfg), name="prior")
+    def __init__(self, cfg: AudioConfig, frozen: FrozenVQVAE, train_ds: CodeWindows, val_ds: CodeWindows):
+        self.val_dataset, self.speakers = val_ds, list(frozen.extras["speakers"])
+        k = frozen.model.quantizer.codebook_size
+        super().__init__(cfg, frozen, lambda: build_prior(cfg, k, len(self.speakers)), train_ds,
+                         fits={"codebook_size": k, "speakers": self.speakers})
 
     def extra_params(self) -> dict[str, Any]:
-        return {"derived.vqvae_hash": self.vqvae_hash, "derived.prior_receptive_field": self.model.receptive_field}
+        return {**super().extra_params(), "derived.prior_receptive_field": self.model.receptive_field}
 
-    def checkpoint_extra(self) -> dict[str, Any]:
-        return {"codebook_size": self.codebook_size, "speakers": self.speakers, "vqvae_hash": self.vqvae_hash}
-
-    def compute_loss(self, batch) -> dict[str, torch.Tensor]:
+    def batch_nll(self, batch) -> torch.Tensor:
         codes, speaker = batch
-        nll = self.model.loss(codes, global_ids=speaker)  # nats per code
-        return {"loss": nll, "nll_bits_per_code": nll.detach() / math.log(2)}
+        return self.model.loss(codes, global_ids=speaker)  # nats per code
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -79,45 +69,45 @@ class AudioPriorTrainer(Trainer):
             total += float(self.model.loss(codes, global_ids=speaker)) * codes.numel()
             count += codes.numel()
         nats = total / max(count, 1)
-        return {"nll_bits_per_code": nats / math.log(2), "nll_nats_per_code": nats}
+        return {"nll_bits_per_code": nats / LN2, "nll_nats_per_code": nats}
 
 
-def run_prior(cfg: AudioConfig, splits: AudioSplits, device: torch.device, resume: bool) -> dict[str, float]:
-    """Extract the codes of every utterance with the frozen VQ-VAE, then fit the prior."""
-    vqvae, _, speakers, digest = load_frozen_vqvae(vqvae_checkpoint(cfg), device)
-    cache = Path(cfg.train.output_dir) / "codes"
-    train_codes = cached_utterance_codes(cache / "train.pt", vqvae, digest, splits.train, device)
-    val_codes = cached_utterance_codes(cache / "val.pt", vqvae, digest, splits.val, device)
+def build_prior(cfg: AudioConfig, codebook_size: int, num_speakers: int) -> torch.nn.Module:
+    """The speaker-conditional WaveNet over codes of ``cfg.prior``'s sizes."""
+    p = cfg.prior
+    return build_code_prior(codebook_size, num_speakers, p.residual_channels, p.skip_channels, p.dilation_layers,
+                            p.dilation_cycles, p.kernel_size)
+
+
+def prior_trainer(cfg: AudioConfig, splits: AudioSplits, frozen: FrozenVQVAE,
+                  device: torch.device) -> AudioPriorTrainer:
+    """The prior stage's trainer: the codes of every utterance (cached, :func:`core.pipeline.code_cache`) cut into
+    windows of ``prior.crop_codes``."""
+    speakers = list(frozen.extras["speakers"])
+    train_codes = cached_utterance_codes(code_cache(cfg, "train"), frozen.model, frozen.vqvae_hash, splits.train,
+                                         device)
+    val_codes = cached_utterance_codes(code_cache(cfg, "val"), frozen.model, frozen.vqvae_hash, splits.val, device)
     train_spk = [speakers.index(u.speaker) for u in splits.train]
     val_spk = [speakers.index(u.speaker) for u in splits.val]
     p = cfg.prior
     train_ds = CodeWindows(train_codes, train_spk, p.crop_codes, 1_000_000, cfg.data.seed)
     val_ds = CodeWindows(val_codes, val_spk, p.crop_codes, VAL_WINDOWS, VAL_SEED)
-    trainer = AudioPriorTrainer(cfg, train_ds, val_ds, vqvae.quantizer.codebook_size, speakers, digest)
-    metrics = trainer.fit(resume=resume and trainer.checkpoint_path.exists())
-    print("\nheld-out metrics (prior): " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-    return {f"prior/{k}": v for k, v in metrics.items()}
+    return AudioPriorTrainer(cfg, frozen, train_ds, val_ds)
 
 
-def load_prior(path: Path, codebook_size: int, speakers: list[str], vqvae_hash: str, cfg: AudioConfig, device):
+def load_prior(path: Path, frozen: FrozenVQVAE, cfg: AudioConfig, device: torch.device):
     """The trained prior, refused (ValueError) when fitted to another codebook, speaker set or VQ-VAE."""
-    p = cfg.prior
-
-    def build(payload):
-        check_fits(payload, {"codebook_size": codebook_size, "speakers": speakers, "vqvae_hash": vqvae_hash})
-        return build_code_prior(codebook_size, len(speakers), p.residual_channels, p.skip_channels,
-                                p.dilation_layers, p.dilation_cycles, p.kernel_size)
-
-    return load_frozen(path, build, device)[0]
+    k, speakers = frozen.model.quantizer.codebook_size, list(frozen.extras["speakers"])
+    return load_pipeline_prior(path, frozen, {"codebook_size": k, "speakers": speakers},
+                               lambda _: build_prior(cfg, k, len(speakers)), device)
 
 
 @torch.no_grad()
-def run_sample(cfg: AudioConfig, splits: AudioSplits, device: torch.device) -> dict[str, float]:
-    """Stage "sample": codes sampled from the prior for every speaker, spoken by the WaveNet decoder in the same
-    voice, logged as wav files and spectrograms."""
-    vqvae, _, speakers, digest = load_frozen_vqvae(vqvae_checkpoint(cfg), device)
-    prior_path = stage_checkpoint(cfg.train.output_dir, "prior")
-    prior = load_prior(prior_path, vqvae.quantizer.codebook_size, speakers, digest, cfg, device)
+def speak_samples(cfg: AudioConfig, frozen: FrozenVQVAE, prior: torch.nn.Module, tracker: Tracker,
+                  device: torch.device) -> dict[str, float]:
+    """Stage "sample": codes sampled from the prior for every speaker, spoken by the decoder in the same voice,
+    logged as wav files and spectrograms; returns ``utterances`` and ``distinct_codes``."""
+    vqvae, speakers = frozen.model, list(frozen.extras["speakers"])
     p = cfg.prior
     num_codes = max(1, int(p.sample_seconds * cfg.data.sample_rate) // vqvae.hop)
     ids = torch.arange(len(speakers), device=device).repeat_interleave(p.samples_per_speaker)  # [B]
@@ -126,14 +116,7 @@ def run_sample(cfg: AudioConfig, splits: AudioSplits, device: torch.device) -> d
         codes = prior.generate(num_codes, global_ids=ids, temperature=p.temperature, generator=gen)  # [B, N]
     with generation_threads(vqvae):
         waves = vqvae.decode(codes, ids, temperature=cfg.eval.temperature, generator=gen).cpu()  # [B, T]
-    tracker = stage_tracker(cfg.tracking, "sample", cfg, {"derived.vqvae_hash": digest,
-                                                          "derived.prior_checkpoint": str(prior_path)})
     names = [f"{speakers[int(s)]}_{i % p.samples_per_speaker}" for i, s in enumerate(ids)]
     log_audio_comparison(tracker, dict(zip(names, waves)), cfg.data.sample_rate, "samples",
                          "speech generated from prior samples of the codes")
-    distinct = float(codes.unique().numel())
-    tracker.log_metrics({"sample/distinct_codes": distinct}, 0)
-    tracker.end()
-    print(f"\nsampled {len(names)} utterances of {num_codes} codes ({distinct:.0f} distinct codes); "
-          f"MLflow UI: {tracker.ui_command()}")
-    return {"sample/utterances": float(len(names)), "sample/distinct_codes": distinct}
+    return {"utterances": float(len(names)), "distinct_codes": float(codes.unique().numel())}

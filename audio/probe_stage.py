@@ -17,6 +17,7 @@ from audio.frames import cached_utterance_codes, phone_labels, utterance_z_e
 from audio.phones import PHONES
 from audio.probe import probe_codes
 from core.files import read_keyed, save_keyed
+from core.pipeline import code_cache
 from core.tracking import stage_tracker
 
 LINEAR_PROBE_UTTERANCES = 300  # per split: z_e of this many utterances feed the logistic regression
@@ -35,12 +36,12 @@ def aligned(utterances: list) -> list:
 
 @torch.no_grad()
 def run_probe(cfg: AudioConfig, model, splits: AudioSplits, device: torch.device, out_dir: Path,
-              vqvae_key: str, log: bool = False) -> dict[str, float]:
+              vqvae_hash: str, log: bool = False) -> dict[str, float]:
     """Fit and score the probes; returns metrics (``phone_accuracy``, ``phone_majority_accuracy``,
     ``phone_accuracy_ratio``, ``phone_linear_probe_accuracy``) or ``{}`` when the data has no alignments.
 
-    Codes of whole utterances are cached in ``out_dir/../codes`` (shared with the prior stage).
-    Saves ``{"mapping": [K] long, "key": vqvae_key}`` to ``out_dir/mapping.pt``. With ``log`` the metrics go to an
+    Codes of whole utterances are cached in :func:`core.pipeline.code_cache` (shared with the prior stage).
+    Saves ``{"mapping": [K] long, "key": vqvae_hash}`` to ``out_dir/mapping.pt``. With ``log`` the metrics go to an
     MLflow run of their own (stage "probe").
     """
     train_utts = _subset(aligned(splits.train), cfg.eval.probe_utterances, cfg.data.seed)
@@ -50,9 +51,8 @@ def run_probe(cfg: AudioConfig, model, splits: AudioSplits, device: torch.device
         return {}
     model.eval()
     sr, hop = cfg.data.sample_rate, model.hop
-    cache = out_dir.parent / "codes"
-    train_codes = cached_utterance_codes(cache / "train.pt", model, vqvae_key, splits.train, device)
-    val_codes = cached_utterance_codes(cache / "val.pt", model, vqvae_key, splits.val, device)
+    train_codes = cached_utterance_codes(code_cache(cfg, "train"), model, vqvae_hash, splits.train, device)
+    val_codes = cached_utterance_codes(code_cache(cfg, "val"), model, vqvae_hash, splits.val, device)
     position = {id(u): i for i, u in enumerate(splits.train)}
     train_codes = [train_codes[position[id(u)]] for u in train_utts]
     position = {id(u): i for i, u in enumerate(splits.val)}
@@ -63,20 +63,20 @@ def run_probe(cfg: AudioConfig, model, splits: AudioSplits, device: torch.device
     result, mapping = probe_codes(torch.cat(train_codes), phone_labels(train_utts, train_codes, hop, sr),
                                   torch.cat(val_codes), phone_labels(val_utts, val_codes, hop, sr), k, len(PHONES),
                                   linear=(*z_train, *z_val), seed=cfg.data.seed)
-    save_keyed(out_dir / "mapping.pt", vqvae_key, mapping)
+    save_keyed(out_dir / "mapping.pt", vqvae_hash, mapping)
     metrics = {**result.metrics(), "phone_frames_train": float(result.frames_train),
                "phone_frames_val": float(result.frames_val), "phones_seen": float(result.num_phones_seen)}
     print(f"phoneme probe: code → phone {result.code_accuracy:.1%} vs majority phone {result.majority_accuracy:.1%} "
           f"({result.ratio:.2f}×), linear probe on z_e {result.linear_accuracy:.1%}; "
           f"{result.frames_train} training / {result.frames_val} held-out frames")
     if log:
-        tracker = stage_tracker(cfg.tracking, "probe", cfg, {"derived.vqvae_hash": vqvae_key,
+        tracker = stage_tracker(cfg.tracking, "probe", cfg, {"derived.vqvae_hash": vqvae_hash,
                                                              "derived.probe_utterances": len(train_utts)})
         tracker.log_metrics({f"val/{k}": v for k, v in metrics.items()}, 0)
         tracker.end()
     return metrics
 
 
-def load_mapping(out_dir: Path, vqvae_key: str) -> torch.Tensor | None:
-    """The saved code → phone mapping ``[K]`` when it belongs to ``vqvae_key``, else None."""
-    return read_keyed(out_dir / "mapping.pt", vqvae_key)
+def load_mapping(out_dir: Path, vqvae_hash: str) -> torch.Tensor | None:
+    """The saved code → phone mapping ``[K]`` when it belongs to ``vqvae_hash``, else None."""
+    return read_keyed(out_dir / "mapping.pt", vqvae_hash)

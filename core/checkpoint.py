@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -181,3 +182,39 @@ def load_frozen(path: str | Path, build: Callable[[dict[str, Any]], torch.nn.Mod
     model.load_state_dict(payload["model"], strict=True)
     model.to(device).eval().requires_grad_(False)
     return model, payload, state_hash(model)
+
+
+# checkpoint entries that are not a frozen model's extras
+_STANDARD_ENTRIES = ("model", "optimizer", "step", "config", "rng", "mlflow_run_id")
+
+
+@dataclass(frozen=True)
+class FrozenVQVAE:
+    """A trained VQ-VAE as the later stages use it (eval mode, gradients off).
+
+    Attributes:
+        model: the module.
+        cfg: the experiment config stored with the weights, as the domain reads it (its config dataclass, or the
+            plain dict where the checkpoint may come from another domain).
+        vqvae_hash: :func:`state_hash` of the weights; caches and priors are keyed by it.
+        extras: the checkpoint's other entries (e.g. ``speakers``).
+    """
+
+    model: torch.nn.Module
+    cfg: Any
+    vqvae_hash: str
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def load_frozen_vqvae(path: str | Path, read_config: Callable[[dict[str, Any]], Any],
+                      build: Callable[[Any, dict[str, Any]], torch.nn.Module],
+                      device: torch.device | str = "cpu") -> FrozenVQVAE:
+    """The VQ-VAE of a checkpoint: ``read_config(stored config dict)`` gives its config, ``build(config, payload)``
+    the module, whose weights then load strictly (:func:`load_frozen`).
+
+    Raises:
+        FileNotFoundError / ValueError: for a missing or foreign checkpoint, or weights that do not fit the model.
+    """
+    model, payload, vqvae_hash = load_frozen(path, lambda p: build(read_config(p["config"]), p), device)
+    extras = {k: v for k, v in payload.items() if k not in _STANDARD_ENTRIES}
+    return FrozenVQVAE(model, read_config(payload["config"]), vqvae_hash, extras)

@@ -58,7 +58,7 @@ class QuantizerConfig:
     kind: str = "vq"  # "vq" (paper eq. 3), "ema" (appendix A.1) or "sq" (SQ-VAE, Gaussian)
     codebook_size: int = 512
     code_dim: int = 64
-    num_codebooks: int = 1
+    groups: int = 1  # G codebooks per latent vector, each quantizing its own slice of D (product quantization)
     beta: float = 0.25  # vq, ema
     decay: float = 0.99  # ema
     epsilon: float = 1e-5  # ema: Laplace smoothing
@@ -73,7 +73,8 @@ class QuantizerConfig:
     restart_every: int = 100
     restart_threshold: float = 1.0
 
-    LIMITS: ClassVar[Limits] = {"codebook_size": (">=", 1), "code_dim": (">=", 1), "num_codebooks": (">=", 1),
+    RENAMED: ClassVar[dict[str, str]] = {"num_codebooks": "groups"}  # old key → its name now (refused by name)
+    LIMITS: ClassVar[Limits] = {"codebook_size": (">=", 1), "code_dim": (">=", 1), "groups": (">=", 1),
                                 "beta": (">=", 0), "decay": (">", 0, "<", 1), "epsilon": (">", 0),
                                 "init_variance": (">", 0), "temperature_init": (">", 0),
                                 "restart_every": (">=", 1), "restart_threshold": (">=", 0)}
@@ -196,6 +197,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 def _build(cls: type, values: dict, prefix: str = "") -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
+    renamed = getattr(cls, "RENAMED", {})
+    for old in values:
+        if old in renamed:
+            raise ConfigError(f"config key {prefix}{old} was renamed to {prefix}{renamed[old]}; use that name")
     unknown = [k for k in values if k not in names]
     if unknown:
         raise ConfigError(f"unknown config key {prefix}{unknown[0]!s}; known keys in "

@@ -69,19 +69,55 @@ def shutdown() -> None:
 
 def average_gradients(parameters) -> None:
     """Average the ``.grad`` of ``parameters`` over all ranks, in place (one flattened all-reduce; identity on one
-    process). With equal shards of one global batch this gives the gradient of the global batch's mean loss."""
+    process). With equal shards of one global batch this gives the gradient of the global batch's mean loss.
+
+    Robust to ranks whose graphs reached different parameters: a parameter with a gradient on some rank gets the
+    average over all ranks with zeros where a rank had none (its ``.grad`` is created there), so every rank applies
+    the same update; a parameter no rank reached keeps ``.grad = None``.
+    """
     if not is_distributed():
         return
-    grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads:
+    params = [p for p in parameters if p.requires_grad]
+    if not params:
         return
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=params[0].device)
+    dist.all_reduce(has, op=dist.ReduceOp.SUM)
+    reached = [p for p, n in zip(params, has.tolist()) if n > 0]
+    for p in reached:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    if not reached:
+        return
+    flat = torch.cat([p.grad.reshape(-1) for p in reached])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     flat /= dist.get_world_size()
     offset = 0
-    for g in grads:
-        g.copy_(flat[offset:offset + g.numel()].view_as(g))
-        offset += g.numel()
+    for p in reached:
+        p.grad.copy_(flat[offset:offset + p.numel()].view_as(p.grad))
+        offset += p.numel()
+
+
+def all_gather_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """Rows ``[N_r, ...]`` of every rank, concatenated in rank order ``[Σ N_r, ...]`` (the ranks may hold different
+    numbers of rows); ``tensor`` itself on one process."""
+    if not is_distributed():
+        return tensor
+    counts = torch.tensor([tensor.shape[0]], device=tensor.device)
+    all_counts = [torch.zeros_like(counts) for _ in range(dist.get_world_size())]
+    dist.all_gather(all_counts, counts)
+    sizes = [int(c) for c in all_counts]
+    padded = tensor.new_zeros((max(sizes), *tensor.shape[1:]))
+    padded[:tensor.shape[0]] = tensor
+    parts = [torch.zeros_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded.contiguous())
+    return torch.cat([part[:n] for part, n in zip(parts, sizes)])
+
+
+def rank_seed(seed: int) -> int:
+    """The seed of this rank's random stream: ``seed`` on rank 0 (and on one process), a distinct stream on every
+    other rank (``seed + 1_000_003 · rank``), so that stochastic layers (SQ's Gumbel noise, level dropout) draw
+    independent noise for each shard of the global batch."""
+    return seed + 1_000_003 * rank()
 
 
 def barrier() -> None:

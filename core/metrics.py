@@ -62,17 +62,17 @@ class CodebookUsage:
 
     Args:
         codebook_size: K.
-        num_codebooks: G, codebooks per latent vector.
+        groups: G, codebooks per latent vector.
     """
 
-    def __init__(self, codebook_size: int, num_codebooks: int = 1):
+    def __init__(self, codebook_size: int, groups: int = 1):
         self.codebook_size = codebook_size
-        self.num_codebooks = num_codebooks
-        self.counts = torch.zeros(num_codebooks, codebook_size)
+        self.groups = groups
+        self.counts = torch.zeros(groups, codebook_size)
 
     def update(self, indices: torch.Tensor) -> None:
         """Add a batch of indices: ``[...]`` when G = 1, ``[..., G]`` otherwise."""
-        idx = indices.detach().reshape(-1, self.num_codebooks).cpu()
+        idx = indices.detach().reshape(-1, self.groups).cpu()
         self.counts += code_counts(idx, self.codebook_size)
 
     @property
@@ -83,12 +83,12 @@ class CodebookUsage:
     @property
     def dead_codes(self) -> int:
         """Codes never used in the pass, summed over codebooks."""
-        return self.num_codebooks * self.codebook_size - self.used_codes
+        return self.groups * self.codebook_size - self.used_codes
 
     @property
     def codebook_usage(self) -> float:
         """Fraction of codes used at least once, in [0, 1]."""
-        return self.used_codes / (self.num_codebooks * self.codebook_size)
+        return self.used_codes / (self.groups * self.codebook_size)
 
     @property
     def perplexity(self) -> float:

@@ -68,6 +68,26 @@ Stage = Callable[[StageContext], dict[str, float]]
 
 
 @dataclass(frozen=True)
+class CliOption:
+    """A command-line option of one domain: ``--<name with dashes>``, reaching the stages as
+    ``ctx.options[name]``.
+
+    Args:
+        name: the keyword (``speaker_convert`` → ``--speaker-convert``).
+        help: one line for ``--help``.
+        value: the metavar when the option takes a value (``PATH``); ``None`` makes it a switch.
+    """
+
+    name: str
+    help: str
+    value: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+@dataclass(frozen=True)
 class DomainSpec:
     """One domain: its config class, its stages, and how a request becomes the list of stages to run.
 
@@ -83,6 +103,8 @@ class DomainSpec:
             at start-up unless that earlier stage runs before it in the same plan.
         main_metric: ``(stage, metric key)`` of the held-out number a sweep plots against the step per variant.
         summary_metrics: final metrics (as the stages return them) a sweep's comparison table shows first.
+        options: the domain's own command-line options (:class:`CliOption`), declared here so that the entry point
+            knows domains only.
     """
 
     name: str
@@ -94,6 +116,7 @@ class DomainSpec:
     requires: dict[str, Callable[[Any], dict[str, Path]]] = field(default_factory=dict)
     main_metric: tuple[str, str] = ("vqvae", "val/psnr")
     summary_metrics: tuple[str, ...] = ()
+    options: tuple[CliOption, ...] = ()
 
     def known(self) -> tuple[str, ...]:
         return (ALL, *self.stages)

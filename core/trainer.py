@@ -10,11 +10,19 @@ optionally, ``log_media(step)``). The loop owns the rest:
 * ``resume=True`` continues from that checkpoint with the same weights, optimizer state, RNG states and
   MLflow run, so that the resumed run ends exactly where an uninterrupted one would;
 * a non-finite loss stops the run with :class:`NonFiniteLossError`; the last good checkpoint stays;
-* under ``torchrun`` (:mod:`core.distributed`): every rank starts from rank 0's weights, takes its slice
-  ``batch[rank::world]`` of each step's global batch (``batch_size`` is the global one and must divide evenly),
-  gradients are averaged over ranks before each Adam step (so the update is the one of the global batch), the
-  quantizers all-reduce their EMA statistics and broadcast restarts, the logged training terms are averaged over
-  ranks, every rank evaluates (identical models), and rank 0 alone logs and writes checkpoints.
+* under ``torchrun`` (:mod:`core.distributed`): every rank starts from rank 0's weights, then draws its own random
+  stream (:func:`core.distributed.rank_seed`: SQ's Gumbel noise and level-dropout masks differ per shard, as they
+  would across the items of one batch), takes its slice ``batch[rank::world]`` of each step's global batch
+  (``batch_size`` is the global one and must divide evenly), gradients are averaged over ranks before each Adam
+  step (so the update is the one of the global batch; a parameter only some ranks reached counts as zero on the
+  others), the quantizers all-reduce their EMA statistics and draw data init and restarts from every rank's
+  encoder outputs, the logged training terms are averaged over ranks, every rank evaluates (identical models),
+  and rank 0 alone logs and writes checkpoints.
+
+  Exactly the global batch's update holds for losses that are means over items. The Gaussian likelihood of the
+  SQ-VAE image model (``½·log MSE``, :mod:`image.model`) is not: each rank takes the log of its own shard's MSE,
+  so two processes average ``½·log MSE_r`` where one process takes ``½·log`` of the pooled MSE (equal only
+  when the shards' MSEs are equal; the gradient of the VQ-VAE part is weighted by ``1/MSE_r`` per shard).
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -140,7 +148,9 @@ class Trainer:
     """Base training loop; see the module docstring.
 
     Args:
-        model: the module to train (its trainable parameters go to Adam).
+        model: the module to train (its trainable parameters go to Adam), or a function of no arguments that builds
+            it: the base then seeds (``train_cfg.seed``) before building it, so a stage's initial weights are a
+            function of its seed alone. The loop starts from the same seed again after the build.
         train_dataset: map-style dataset whose items the default collate can batch.
         train_cfg: loop settings.
         tracking_cfg: MLflow settings.
@@ -152,13 +162,16 @@ class Trainer:
 
     num_workers: int = 0
 
-    def __init__(self, model: torch.nn.Module, train_dataset, train_cfg: TrainConfig, tracking_cfg: TrackingConfig,
-                 config: dict, name: str = "train"):
+    def __init__(self, model: torch.nn.Module | Callable[[], torch.nn.Module], train_dataset, train_cfg: TrainConfig,
+                 tracking_cfg: TrackingConfig, config: dict, name: str = "train"):
         if train_cfg.threads > 0:
             torch.set_num_threads(train_cfg.threads)
         learning_rate(0, train_cfg.lr, train_cfg.warmup_steps, train_cfg.lr_schedule, train_cfg.steps)  # validates
+        if not isinstance(model, torch.nn.Module):  # the one seeding point of every stage: build from the seed
+            seed_everything(train_cfg.seed)
+            model = model()
         seed_everything(train_cfg.seed)
-        self.cfg = train_cfg
+        self.train_cfg = train_cfg
         self.tracking_cfg = tracking_cfg
         self.config = config
         self.name = name
@@ -169,6 +182,8 @@ class Trainer:
                               f"{world} processes")
         self.model = model.to(self.device)
         distributed.broadcast_module(self.model)
+        if distributed.world_size() > 1:  # one weight init for all; then each rank's own noise for its shard
+            seed_everything(distributed.rank_seed(train_cfg.seed))
         self.train_dataset = train_dataset
         self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=train_cfg.lr)
         self.step = 0
@@ -281,7 +296,7 @@ class Trainer:
         mark_interrupted(self.tracking_cfg, run_id)
 
     def _loop(self) -> dict[str, float]:
-        cfg = self.cfg
+        cfg = self.train_cfg
         self.model.train()
         loader = step_loader(self.train_dataset, cfg.batch_size, cfg.seed, self.step, cfg.steps, self.num_workers)
         sums: dict[str, torch.Tensor] = {}  # running sums kept as tensors: no device sync per step

@@ -44,12 +44,15 @@ DOMAINS = {
     "video": video.experiment.SPEC,
 }
 
-# options only some domains take: keyword of the domain's main → the domains that accept it
-DOMAIN_FLAGS = {
-    "speaker_convert": ("audio",),
-    "probe": ("audio",),
-    "input": ("image",),
-}
+
+def _domain_options() -> dict[str, tuple]:
+    """Each domain option's flag → (its declaration, the domains that take it), from the domains' specs."""
+    found: dict[str, tuple] = {}
+    for name, spec in DOMAINS.items():
+        for option in spec.options:
+            declared, domains = found.get(option.flag, (option, ()))
+            found[option.flag] = (declared, (*domains, name))
+    return found
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -64,11 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error, not one line")
     parser.add_argument("--stage", default="all", help="which stage(s) to run: all, one stage, or a comma list such as vqvae,prior")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: ./mlflow.db)")
-    parser.add_argument("--speaker-convert", action="store_true",
-                        help="audio: convert held-out utterances into every other speaker and score them")
-    parser.add_argument("--probe", action="store_true", help="audio: the phoneme probe of the trained codes")
-    parser.add_argument("--input", default=None,
-                        help="image --stage reconstruct: an image file or a folder of images to reconstruct")
+    for flag, (option, domains) in _domain_options().items():
+        kind = {"metavar": option.value, "default": None} if option.value else {"action": "store_true"}
+        parser.add_argument(flag, dest=option.name, help=f"{', '.join(domains)}: {option.help}", **kind)
     parser.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2",
                         help="run one variant per value (several --sweep: every combination) as child runs of one "
                              "MLflow parent run that compares them, e.g. --sweep quantizer.kind=vq,ema,sq")
@@ -86,12 +87,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if args.tracking_uri:
         overrides.append(f"tracking.tracking_uri={args.tracking_uri}")
     extra = {}
-    for flag, domains in DOMAIN_FLAGS.items():
-        value = getattr(args, flag)
+    for flag, (option, domains) in _domain_options().items():
+        value = getattr(args, option.name)
         if value:
             if args.domain not in domains:
-                raise SystemExit(f"--{flag.replace('_', '-')} is an option of: {', '.join(domains)}")
-            extra[flag] = value
+                raise SystemExit(f"{flag} is an option of: {', '.join(domains)}")
+            extra[option.name] = value
     if args.sweep:
         if args.resume or args.resume_if_present:
             raise SystemExit("--sweep starts fresh variants; resume a variant by its own train.output_dir instead")

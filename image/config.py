@@ -101,11 +101,11 @@ class ImageConfig:
     def check(self) -> None:
         """Rules across sections (raises :class:`ConfigError`): the hierarchical model takes a vq or ema
         quantizer with one codebook per level and the gaussian likelihood; attention heads divide the prior's width."""
-        if self.model.levels > 1 and (self.quantizer.kind == "sq" or self.quantizer.num_codebooks != 1
+        if self.model.levels > 1 and (self.quantizer.kind == "sq" or self.quantizer.groups != 1
                                       or self.model.likelihood != "gaussian"):
             raise ConfigError(f"model.levels={self.model.levels} takes quantizer.kind vq or ema, "
-                              f"quantizer.num_codebooks=1 and model.likelihood=gaussian, got {self.quantizer.kind}, "
-                              f"{self.quantizer.num_codebooks}, {self.model.likelihood}")
+                              f"quantizer.groups=1 and model.likelihood=gaussian, got {self.quantizer.kind}, "
+                              f"{self.quantizer.groups}, {self.model.likelihood}")
         if self.model.level_dropout and self.model.levels == 1:
             raise ConfigError("model.level_dropout needs model.levels > 1")
         multiple = 2 ** (self.model.num_downsamples + self.model.levels - 1)

@@ -101,12 +101,12 @@ class HierarchicalVQVAE(nn.Module):
         super().__init__()
         if levels not in (1, 2, 3):
             raise ValueError(f"model.levels must be 1, 2 or 3, got {levels}")
-        if quantizer_cfg.kind == "sq" or quantizer_cfg.num_codebooks != 1 or model_cfg.likelihood != "gaussian":
+        if quantizer_cfg.kind == "sq" or quantizer_cfg.groups != 1 or model_cfg.likelihood != "gaussian":
             raise ValueError("the hierarchical model takes quantizer.kind vq or ema, one codebook per level and the "
                              "gaussian likelihood")
         if data_variance <= 0:
             raise ValueError(f"data_variance must be positive, got {data_variance}")
-        self.cfg, self.levels = model_cfg, levels
+        self.model_cfg, self.levels = model_cfg, levels
         self.level_names = LEVEL_NAMES[levels]
         self.categorical = False
         self.register_buffer("data_variance", torch.tensor(float(data_variance)))
@@ -135,7 +135,7 @@ class HierarchicalVQVAE(nn.Module):
     @property
     def downsampling(self) -> tuple[int, ...]:
         """Factor between the image side and each level's side, bottom first (e.g. (4, 8))."""
-        return tuple(2 ** (self.cfg.num_downsamples + l) for l in range(self.levels))
+        return tuple(2 ** (self.model_cfg.num_downsamples + l) for l in range(self.levels))
 
     @property
     def side_multiple(self) -> int:
@@ -153,8 +153,8 @@ class HierarchicalVQVAE(nn.Module):
 
     def _quantize(self, x: torch.Tensor) -> list[QuantizerOutput]:
         f = self.side_multiple
-        if x.dim() != 4 or x.shape[1] != self.cfg.in_channels or x.shape[2] % f or x.shape[3] % f:
-            raise ValueError(f"x must have shape [B, {self.cfg.in_channels}, H, W] with H and W divisible by {f}, "
+        if x.dim() != 4 or x.shape[1] != self.model_cfg.in_channels or x.shape[2] % f or x.shape[3] % f:
+            raise ValueError(f"x must have shape [B, {self.model_cfg.in_channels}, H, W] with H and W divisible by {f}, "
                              f"got {tuple(x.shape)}")
         hs = [self.encoder(x - 0.5)]  # h_0 [B, hidden, h_0, w_0]
         for enc in self.level_encoders:
@@ -186,7 +186,7 @@ class HierarchicalVQVAE(nn.Module):
 
     def _drop_levels(self, z_qs: list[torch.Tensor]) -> list[torch.Tensor]:
         """Training only: zero the levels below a random top k of a random ``level_dropout`` share of the items."""
-        p = self.cfg.level_dropout
+        p = self.model_cfg.level_dropout
         if not self.training or p == 0 or self.levels == 1:
             return z_qs
         batch, device = z_qs[0].shape[0], z_qs[0].device

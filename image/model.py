@@ -134,7 +134,7 @@ class ImageVQVAE(nn.Module):
         super().__init__()
         if data_variance <= 0:
             raise ValueError(f"data_variance must be positive, got {data_variance}")
-        self.cfg = model_cfg
+        self.model_cfg = model_cfg
         self.quantizer_cfg = quantizer_cfg
         self.register_buffer("data_variance", torch.tensor(float(data_variance)))
         self.encoder = Encoder(model_cfg)
@@ -158,7 +158,7 @@ class ImageVQVAE(nn.Module):
     @property
     def downsampling(self) -> int:
         """Factor between image and latent side: 2^num_downsamples."""
-        return 2 ** self.cfg.num_downsamples
+        return 2 ** self.model_cfg.num_downsamples
 
     @property
     def side_multiple(self) -> int:
@@ -167,8 +167,8 @@ class ImageVQVAE(nn.Module):
 
     def _check_input(self, x: torch.Tensor) -> None:
         f = self.downsampling
-        if x.dim() != 4 or x.shape[1] != self.cfg.in_channels or x.shape[2] % f or x.shape[3] % f:
-            raise ValueError(f"x must have shape [B, {self.cfg.in_channels}, H, W] with H and W divisible by {f}, "
+        if x.dim() != 4 or x.shape[1] != self.model_cfg.in_channels or x.shape[2] % f or x.shape[3] % f:
+            raise ValueError(f"x must have shape [B, {self.model_cfg.in_channels}, H, W] with H and W divisible by {f}, "
                              f"got {tuple(x.shape)}")
 
     def _quantize(self, x: torch.Tensor) -> QuantizerOutput:
@@ -242,5 +242,5 @@ class ImageVQVAE(nn.Module):
     def latent_shape(self, height: int, width: int) -> tuple[int, ...]:
         """Shape of the index grid of one ``height × width`` image: ``(h, w)`` or ``(h, w, G)``."""
         h, w = height // self.downsampling, width // self.downsampling
-        g = self.quantizer.num_codebooks
+        g = self.quantizer.groups
         return (h, w) if g == 1 else (h, w, g)

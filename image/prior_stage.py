@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from core.checkpoint import check_fits, load_frozen
-from core.config import from_dict, stage_train_config, to_dict
-from core.trainer import Trainer, seed_everything
+from core.checkpoint import FrozenVQVAE
+from core.checkpoint import load_frozen_vqvae as load_frozen_checkpoint
+from core.config import from_dict
+from core.pipeline import PriorTrainer
+from core.pipeline import load_prior as load_pipeline_prior
 from image.config import ImageConfig
 from image.media import sample_grid
 from image.hierarchy import build_image_vqvae
@@ -29,21 +30,20 @@ from priors.codes import EXTRACT_BATCH, from_prior_grid
 from priors.pixelcnn import GatedPixelCNN
 
 
-def load_frozen_vqvae(path: str | Path, device: torch.device) -> tuple[ImageVQVAE, ImageConfig, str]:
+def read_image_config(stored: dict) -> ImageConfig:
+    """The image experiment's config as a checkpoint stores it."""
+    return from_dict(ImageConfig, stored)
+
+
+def load_frozen_vqvae(path: str | Path, device: torch.device) -> FrozenVQVAE:
     """The VQ-VAE of a checkpoint (built from the config it stores: an :class:`ImageVQVAE`, or an
     :class:`image.hierarchy.HierarchicalVQVAE` for ``model.levels > 1``), in eval mode with frozen weights.
-
-    Returns ``(model, its config, hash of its weights)``.
 
     Raises:
         FileNotFoundError / ValueError: for a missing or foreign checkpoint.
     """
-    def build(payload: dict) -> ImageVQVAE:
-        cfg = from_dict(ImageConfig, payload["config"])
-        return build_image_vqvae(cfg.model, cfg.quantizer)
-
-    model, payload, weights_hash = load_frozen(path, build, device)
-    return model, from_dict(ImageConfig, payload["config"]), weights_hash
+    return load_frozen_checkpoint(path, read_image_config, lambda cfg, _: build_image_vqvae(cfg.model, cfg.quantizer),
+                                  device)
 
 
 @torch.no_grad()
@@ -60,43 +60,31 @@ def fit_pixel_sigma(vqvae: ImageVQVAE, dataset, count: int, device: torch.device
     return sigma
 
 
-class ImagePriorTrainer(Trainer):
+class ImagePriorTrainer(PriorTrainer):
     """Stage "prior": fits a :class:`~priors.pixelcnn.GatedPixelCNN` to the frozen VQ-VAE's codes.
 
-    Logs ``train/nll`` and ``val/nll`` in bits per code, and at the end bits/dim on the held-out images.
+    Logs ``train/nll_bits_per_code`` and ``val/nll_bits_per_code``, and at the end bits/dim on the held-out images.
     """
 
-    def __init__(self, cfg: ImageConfig, vqvae: ImageVQVAE, vqvae_hash: str, train_codes: torch.Tensor,
-                 train_labels: torch.Tensor, val_codes: torch.Tensor, val_labels: torch.Tensor, val_dataset):
+    def __init__(self, cfg: ImageConfig, frozen: FrozenVQVAE, train_codes: torch.Tensor, train_labels: torch.Tensor,
+                 val_codes: torch.Tensor, val_labels: torch.Tensor, val_dataset):
         pcfg = cfg.prior
-        self.image_cfg = cfg
-        self.vqvae, self.vqvae_hash = vqvae, vqvae_hash
         self.val_codes, self.val_labels, self.val_dataset = val_codes, val_labels, val_dataset
         self.num_classes = int(train_labels.max()) + 1 if pcfg.class_conditional and train_labels.min() >= 0 else 0
         self.grid = tuple(train_codes.shape[1:])  # (h, w·G)
-        k = vqvae.quantizer.codebook_size
-        seed_everything(pcfg.train.seed)
-        prior = GatedPixelCNN(k, channels=pcfg.channels, num_layers=pcfg.num_layers, kernel_size=pcfg.kernel_size,
-                              num_classes=self.num_classes)
-        train_cfg = stage_train_config(pcfg.train, cfg.train)
-        super().__init__(prior, TensorDataset(train_codes, train_labels), train_cfg, cfg.tracking, to_dict(cfg),
-                         name="prior")
-
-    def checkpoint_extra(self) -> dict[str, Any]:
-        return {"vqvae_hash": self.vqvae_hash, "codebook_size": self.vqvae.quantizer.codebook_size,
-                "grid": self.grid, "num_classes": self.num_classes}
-
-    def extra_params(self) -> dict[str, Any]:
-        return {"derived.vqvae_hash": self.vqvae_hash, "derived.prior_grid": self.grid,
-                "derived.prior_classes": self.num_classes, "derived.code_items": len(self.train_dataset)}
+        k = frozen.model.quantizer.codebook_size
+        super().__init__(cfg, frozen, lambda: build_prior(cfg, k, self.num_classes),
+                         TensorDataset(train_codes, train_labels),
+                         fits={"codebook_size": k, "grid": self.grid, "num_classes": self.num_classes},
+                         derived={"prior_grid": self.grid, "prior_classes": self.num_classes,
+                                  "code_items": len(train_codes)})
 
     def _cond(self, labels: torch.Tensor) -> torch.Tensor | None:
         return labels if self.num_classes else None
 
-    def compute_loss(self, batch) -> dict[str, torch.Tensor]:
+    def batch_nll(self, batch) -> torch.Tensor:
         codes, labels = batch
-        nll = self.model.loss(codes, self._cond(labels))  # nats per code
-        return {"loss": nll, "nll_bits_per_code": nll.detach() / math.log(2)}
+        return self.model.loss(codes, self._cond(labels))  # nats per code
 
     @torch.no_grad()
     def code_nll(self, codes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -126,7 +114,7 @@ class ImagePriorTrainer(Trainer):
         nll_x = []
         images = DataLoader(Subset(self.val_dataset, range(len(self.val_codes))), batch_size=EXTRACT_BATCH)
         for (x, _), codes in zip(images, self.val_codes.split(EXTRACT_BATCH)):  # same order as the extraction
-            codes = from_prior_grid(codes, self.vqvae.quantizer.num_codebooks).to(self.device)
+            codes = from_prior_grid(codes, self.vqvae.quantizer.groups).to(self.device)
             nll_x.append(self.vqvae.reconstruction_nll(x.to(self.device), codes).cpu())
         dims = self.val_dataset[0][0].numel()
         x_bits = float(torch.cat(nll_x).mean()) / (dims * math.log(2))
@@ -137,8 +125,8 @@ class ImagePriorTrainer(Trainer):
     @torch.no_grad()
     def log_media(self, step: int) -> None:
         """At the end: a grid of decoded samples."""
-        images, _ = sample_images(self.model, self.vqvae, self.grid, self.image_cfg.prior.samples, self.num_classes,
-                                  self.image_cfg.prior.temperature, self.cfg.seed, self.device)
+        images, _ = sample_images(self.model, self.vqvae, self.grid, self.cfg.prior.samples, self.num_classes,
+                                  self.cfg.prior.temperature, self.train_cfg.seed, self.device)
         self.tracker.log_image(sample_grid(images), f"samples/step_{step:07d}.png")
         self.model.train()
 
@@ -153,25 +141,29 @@ def sample_images(prior: GatedPixelCNN, vqvae: ImageVQVAE, grid: tuple[int, int]
     labels = torch.arange(count, device=device) % num_classes if num_classes else None
     generator = torch.Generator(device=device).manual_seed(seed)
     grid_codes = prior.sample((count, *grid), cond=labels, temperature=temperature, generator=generator)
-    codes = from_prior_grid(grid_codes, vqvae.quantizer.num_codebooks)
+    codes = from_prior_grid(grid_codes, vqvae.quantizer.groups)
     images = vqvae.decode(codes).clamp(0, 1)
     return images, (labels if labels is not None else torch.full((count,), -1, device=device))
 
 
-def load_prior(path: str | Path, vqvae: ImageVQVAE, vqvae_hash: str, device: torch.device):
-    """The prior of a checkpoint, refused unless it was fitted to the VQ-VAE it will decode with
-    (:func:`core.checkpoint.check_fits`: codebook size and weight hash); loaded by :func:`core.checkpoint.load_frozen`.
+def build_prior(cfg: ImageConfig, codebook_size: int, num_classes: int) -> GatedPixelCNN:
+    """The :class:`GatedPixelCNN` of ``cfg.prior``'s sizes."""
+    p = cfg.prior
+    return GatedPixelCNN(codebook_size, channels=p.channels, num_layers=p.num_layers, kernel_size=p.kernel_size,
+                         num_classes=num_classes)
+
+
+def load_prior(path: str | Path, frozen: FrozenVQVAE, device: torch.device):
+    """The prior of a checkpoint, refused unless it was fitted to the VQ-VAE it will decode with (codebook size and
+    weight hash, :func:`core.pipeline.load_prior`).
 
     Returns ``(prior in eval mode, its grid (h, w·G), its number of classes)``.
     """
-    def build(payload: dict) -> GatedPixelCNN:
-        check_fits(payload, {"codebook_size": vqvae.quantizer.codebook_size, "vqvae_hash": vqvae_hash})
-        cfg = from_dict(ImageConfig, payload["config"]).prior
-        return GatedPixelCNN(payload["codebook_size"], channels=cfg.channels, num_layers=cfg.num_layers,
-                             kernel_size=cfg.kernel_size, num_classes=payload["num_classes"])
-
-    prior, payload, _ = load_frozen(path, build, device)
+    prior, payload = load_pipeline_prior(
+        path, frozen, {"codebook_size": frozen.model.quantizer.codebook_size},
+        lambda p: build_prior(read_image_config(p["config"]), p["codebook_size"], p["num_classes"]), device)
     return prior, tuple(payload["grid"]), payload["num_classes"]
 
 
-__all__ = ["ImagePriorTrainer", "fit_pixel_sigma", "load_frozen_vqvae", "load_prior", "sample_images"]
+__all__ = ["ImagePriorTrainer", "build_prior", "fit_pixel_sigma", "load_frozen_vqvae", "load_prior", "read_image_config",
+           "sample_images"]

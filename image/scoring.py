@@ -80,7 +80,7 @@ def score_reconstructions(model, dataset: Dataset, device: torch.device, data_va
         factors, quantizers = model.downsampling, list(model.quantizers)
     else:
         prefixes, factors, quantizers = [""], (model.downsampling,), [model.quantizer]
-    usage = {p: CodebookUsage(q.codebook_size, q.num_codebooks) for p, q in zip(prefixes, quantizers)}
+    usage = {p: CodebookUsage(q.codebook_size, q.groups) for p, q in zip(prefixes, quantizers)}
     ours, bicubic = _Pooled(), [_Pooled() for _ in factors]
     upper = [_Pooled() for _ in factors[1:]]  # from level l upward, l ≥ 1 (hierarchical)
     for x, _ in DataLoader(dataset, batch_size=EVAL_BATCH, num_workers=num_workers):

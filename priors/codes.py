@@ -21,9 +21,9 @@ def to_prior_grid(codes: torch.Tensor) -> torch.Tensor:
     return codes if codes.dim() == 3 else codes.flatten(2)  # [N, h, w*G]
 
 
-def from_prior_grid(grid: torch.Tensor, num_codebooks: int) -> torch.Tensor:
+def from_prior_grid(grid: torch.Tensor, groups: int) -> torch.Tensor:
     """Inverse of :func:`to_prior_grid`."""
-    return grid if num_codebooks == 1 else grid.unflatten(2, (-1, num_codebooks))  # [N, h, w, G]
+    return grid if groups == 1 else grid.unflatten(2, (-1, groups))  # [N, h, w, G]
 
 
 @torch.no_grad()

@@ -56,7 +56,7 @@ class FrameEnv:
         if cfg.frame_size < 4 or cfg.render_size < 0 or cfg.frame_skip < 1 or cfg.max_episode_steps < 0:
             raise ValueError("env.frame_size must be ≥ 4, env.render_size ≥ 0, env.frame_skip ≥ 1 and "
                              "env.max_episode_steps ≥ 0")
-        self.cfg = cfg
+        self.env_cfg = cfg
         self._workdir: tempfile.TemporaryDirectory | None = None
         self.env = self._make_miniworld() if cfg.backend == "miniworld" else self._make_vizdoom()
         from gymnasium import spaces
@@ -72,29 +72,29 @@ class FrameEnv:
         import gymnasium as gym
         import miniworld  # noqa: F401  (registers the MiniWorld-* ids)
 
-        if not self.cfg.env_id.startswith("MiniWorld-"):
-            raise ValueError(f"env.backend=miniworld needs a MiniWorld-* id, got {self.cfg.env_id!r}")
-        side = self.cfg.render_size or self.cfg.frame_size
+        if not self.env_cfg.env_id.startswith("MiniWorld-"):
+            raise ValueError(f"env.backend=miniworld needs a MiniWorld-* id, got {self.env_cfg.env_id!r}")
+        side = self.env_cfg.render_size or self.env_cfg.frame_size
         kwargs = {"obs_width": side, "obs_height": side}
-        if self.cfg.max_episode_steps:
-            kwargs["max_episode_steps"] = self.cfg.max_episode_steps
+        if self.env_cfg.max_episode_steps:
+            kwargs["max_episode_steps"] = self.env_cfg.max_episode_steps
         with contextlib.redirect_stdout(io.StringIO()):  # it prints its frame-buffer set-up
-            return gym.make(self.cfg.env_id, **kwargs)
+            return gym.make(self.env_cfg.env_id, **kwargs)
 
     def _make_vizdoom(self):
         import gymnasium as gym
         from vizdoom import gymnasium_wrapper  # noqa: F401  (registers the Vizdoom* ids)
 
-        if not self.cfg.env_id.startswith("Vizdoom"):
-            raise ValueError(f"env.backend=vizdoom needs a Vizdoom* id, got {self.cfg.env_id!r}")
+        if not self.env_cfg.env_id.startswith("Vizdoom"):
+            raise ValueError(f"env.backend=vizdoom needs a Vizdoom* id, got {self.env_cfg.env_id!r}")
         # ViZDoom writes _vizdoom.ini and _vizdoom/ into the working directory: give it a temporary one.
         self._workdir = tempfile.TemporaryDirectory(prefix="vizdoom-")
-        kwargs = {"frame_skip": self.cfg.frame_skip, "max_buttons_pressed": 1, "sound_enabled": False,
+        kwargs = {"frame_skip": self.env_cfg.frame_skip, "max_buttons_pressed": 1, "sound_enabled": False,
                   "screen_resolution": "RES_160X120"}
-        if self.cfg.max_episode_steps:
-            kwargs["episode_timeout"] = self.cfg.max_episode_steps * self.cfg.frame_skip
+        if self.env_cfg.max_episode_steps:
+            kwargs["episode_timeout"] = self.env_cfg.max_episode_steps * self.env_cfg.frame_skip
         with self._in_workdir():
-            return gym.make(self.cfg.env_id, **kwargs)
+            return gym.make(self.env_cfg.env_id, **kwargs)
 
     @contextlib.contextmanager
     def _in_workdir(self):
@@ -110,7 +110,7 @@ class FrameEnv:
 
     def _action_names(self) -> list[str]:
         base = self.env.unwrapped
-        if self.cfg.backend == "miniworld":
+        if self.env_cfg.backend == "miniworld":
             return [base.actions(i).name for i in range(self.num_actions)]
         buttons = [str(b).split(".")[-1].lower() for b in base.game.get_available_buttons()]
         names = []
@@ -121,7 +121,7 @@ class FrameEnv:
 
     def _frame(self, obs) -> np.ndarray:
         frame = obs["screen"] if isinstance(obs, dict) else obs
-        return _resize(np.asarray(frame, dtype=np.uint8), self.cfg.frame_size)
+        return _resize(np.asarray(frame, dtype=np.uint8), self.env_cfg.frame_size)
 
     # --------------------------------------------------------------------------------------- interface
     def reset(self, seed: int) -> np.ndarray:

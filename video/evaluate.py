@@ -81,7 +81,7 @@ def decode(vqvae: ImageVQVAE, codes: torch.Tensor) -> np.ndarray:
     n, f = codes.shape[:2]
     device = next(vqvae.parameters()).device
     flat = codes.flatten(0, 1)  # [N*F, h, w·G]
-    frames = [to_uint8(vqvae.decode(from_prior_grid(chunk.to(device), vqvae.quantizer.num_codebooks)))
+    frames = [to_uint8(vqvae.decode(from_prior_grid(chunk.to(device), vqvae.quantizer.groups)))
               for chunk in flat.split(BATCH)]
     return np.concatenate(frames).reshape(n, f, *frames[0].shape[1:])
 

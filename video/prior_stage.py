@@ -13,9 +13,10 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from core.checkpoint import check_fits, load_frozen
-from core.config import QuantizerConfig, from_dict, stage_train_config, to_dict
-from core.trainer import Trainer, seed_everything
+from core.checkpoint import FrozenVQVAE, load_frozen_vqvae
+from core.config import QuantizerConfig, from_dict
+from core.pipeline import PriorTrainer, code_cache, vqvae_checkpoint
+from core.pipeline import load_prior as load_pipeline_prior
 from image.config import ImageModelConfig
 from image.model import ImageVQVAE
 from priors.action_pixelcnn import ActionConditionalPixelCNN
@@ -26,30 +27,47 @@ from video.data import Episode, FrameDataset, WindowDataset, split_by_episode
 EVAL_BATCH = 256
 
 
-def load_frame_vqvae(path: str | Path, device: torch.device) -> tuple[ImageVQVAE, str]:
+def load_frame_vqvae(path: str | Path, device: torch.device) -> FrozenVQVAE:
     """The frame VQ-VAE of a checkpoint (video or image experiment: only its ``model`` and ``quantizer`` sections
-    are read), frozen, in eval mode.
-
-    Returns:
-        ``(model, hash of its weights)``.
+    are read; the record's ``cfg`` is the stored config dict), frozen, in eval mode.
 
     Raises:
         FileNotFoundError / ValueError: a missing or foreign checkpoint.
     """
-    def build(payload: dict[str, Any]) -> ImageVQVAE:
-        cfg = payload["config"]
-        return ImageVQVAE(from_dict(ImageModelConfig, cfg["model"]), from_dict(QuantizerConfig, cfg["quantizer"]))
+    def build(stored: dict[str, Any], _) -> ImageVQVAE:
+        return ImageVQVAE(from_dict(ImageModelConfig, stored["model"]), from_dict(QuantizerConfig, stored["quantizer"]))
 
-    model, _, weights_hash = load_frozen(path, build, device)
-    return model, weights_hash
+    return load_frozen_vqvae(path, dict, build, device)
 
 
-def episode_codes(path: Path, vqvae: ImageVQVAE, vqvae_hash: str, episodes: list[Episode], device: torch.device,
-                  data_key: str) -> list[torch.Tensor]:
-    """Codes ``[T_e + 1, h, w·G]`` of every frame of every episode, extracted once and cached in ``path`` (reused
-    only for the same VQ-VAE weights and data, see :func:`image.prior_stage.cached_codes`)."""
+def load_checked_vqvae(cfg: VideoConfig, device: torch.device, path: str | Path | None = None) -> FrozenVQVAE:
+    """The frozen frame VQ-VAE the run's later stages read (``path``, default :func:`core.pipeline.vqvae_checkpoint`),
+    checked against this config's frames.
+
+    Raises:
+        ValueError: ``env.frame_size`` is not divisible by the VQ-VAE's downsampling.
+    """
+    frozen = load_frame_vqvae(path or vqvae_checkpoint(cfg), device)
+    size = cfg.env.frame_size
+    if size % frozen.model.downsampling:
+        raise ValueError(f"env.frame_size {size} is not divisible by the VQ-VAE's downsampling "
+                         f"{frozen.model.downsampling}")
+    return frozen
+
+
+def latent_grid(cfg: VideoConfig, vqvae: ImageVQVAE) -> tuple[int, int]:
+    """The prior's grid ``(h, w·G)`` of one frame of ``env.frame_size``."""
+    shape = vqvae.latent_shape(cfg.env.frame_size, cfg.env.frame_size)
+    return shape[0], shape[1] * (shape[2] if len(shape) == 3 else 1)
+
+
+def split_codes(cfg: VideoConfig, episodes: list[Episode], split: str, frozen: FrozenVQVAE, device: torch.device,
+                data_key: str) -> list[torch.Tensor]:
+    """Codes ``[T_e + 1, h, w·G]`` of every frame of every episode of one split, extracted once and cached in
+    :func:`core.pipeline.code_cache` (reused only for the same VQ-VAE weights and episodes ``data_key``)."""
     frames = FrameDataset(episodes)
-    codes, _ = cached_codes(path, vqvae, vqvae_hash, frames, len(frames), device, data_key)
+    codes, _ = cached_codes(code_cache(cfg, split), frozen.model, frozen.vqvae_hash, frames, len(frames), device,
+                            data_key)
     return split_by_episode(codes, episodes)
 
 
@@ -68,42 +86,32 @@ def build_prior(cfg: VideoConfig, num_codes: int, num_actions: int) -> ActionCon
                                      action_embedding_dim=p.action_embedding_dim)
 
 
-class VideoPriorTrainer(Trainer):
+class VideoPriorTrainer(PriorTrainer):
     """Stage "prior": fits :class:`~priors.action_pixelcnn.ActionConditionalPixelCNN` to windows of the frozen
     frame VQ-VAE's codes; ``train/nll_bits_per_code``, and on held-out episodes ``val/nll_bits_per_code`` and
     ``val/nll_bits_per_code_shuffled_actions``.
 
     Args:
         cfg: the experiment config.
-        vqvae, vqvae_hash: the frozen frame VQ-VAE and the hash of its weights.
+        frozen: the frozen frame VQ-VAE.
         train_windows, val_windows: :class:`~video.data.WindowDataset` of the training and held-out episodes.
         action_names: one name per action.
     """
 
-    def __init__(self, cfg: VideoConfig, vqvae: ImageVQVAE, vqvae_hash: str, train_windows: WindowDataset,
+    def __init__(self, cfg: VideoConfig, frozen: FrozenVQVAE, train_windows: WindowDataset,
                  val_windows: WindowDataset, action_names: list[str]):
-        self.video_cfg, self.vqvae, self.vqvae_hash = cfg, vqvae, vqvae_hash
         self.val_windows, self.action_names = val_windows, list(action_names)
         self.grid = tuple(train_windows[0][2].shape)  # (h, w·G)
-        seed_everything(cfg.prior.train.seed)
-        prior = build_prior(cfg, vqvae.quantizer.codebook_size, len(action_names))
-        train_cfg = stage_train_config(cfg.prior.train, cfg.train)
-        super().__init__(prior, train_windows, train_cfg, cfg.tracking, to_dict(cfg), name="prior")
+        k = frozen.model.quantizer.codebook_size
+        super().__init__(cfg, frozen, lambda: build_prior(cfg, k, len(action_names)), train_windows,
+                         fits={"codebook_size": k, "grid": self.grid, "action_names": self.action_names,
+                               "context_frames": cfg.prior.context_frames},
+                         derived={"prior_grid": self.grid, "action_names": self.action_names,
+                                  "train_windows": len(train_windows), "val_windows": len(val_windows)})
 
-    def checkpoint_extra(self) -> dict[str, Any]:
-        return {"vqvae_hash": self.vqvae_hash, "codebook_size": self.vqvae.quantizer.codebook_size,
-                "grid": self.grid, "action_names": self.action_names,
-                "context_frames": self.video_cfg.prior.context_frames}
-
-    def extra_params(self) -> dict[str, Any]:
-        return {"derived.vqvae_hash": self.vqvae_hash, "derived.prior_grid": self.grid,
-                "derived.action_names": self.action_names, "derived.train_windows": len(self.train_dataset),
-                "derived.val_windows": len(self.val_windows)}
-
-    def compute_loss(self, batch) -> dict[str, torch.Tensor]:
+    def batch_nll(self, batch) -> torch.Tensor:
         context, actions, target = batch
-        nll = self.model.loss(target, context, actions)  # nats per code
-        return {"loss": nll, "nll_bits_per_code": nll.detach() / math.log(2)}
+        return self.model.loss(target, context, actions)  # nats per code
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -122,20 +130,16 @@ class VideoPriorTrainer(Trainer):
         return {key: total / (max(count, 1) * math.log(2)) for key, total in totals.items()}
 
 
-def load_prior(path: str | Path, vqvae: ImageVQVAE, vqvae_hash: str, grid: tuple[int, ...],
+def load_prior(path: str | Path, frozen: FrozenVQVAE, grid: tuple[int, ...],
                device: torch.device) -> tuple[ActionConditionalPixelCNN, dict[str, Any]]:
     """The prior of a checkpoint, refused (ValueError) unless it was fitted to this VQ-VAE's codes (same codebook
-    size and weights, :func:`core.checkpoint.check_fits`) on the latent grid ``grid`` (h, w·G) of
-    the frames it will continue.
+    size and weights, :func:`core.pipeline.load_prior`) on the latent grid ``grid`` (h, w·G) of the frames it will
+    continue.
 
     Returns:
         ``(prior in eval mode, checkpoint payload)``; the payload holds ``grid``, ``action_names`` and
         ``context_frames``.
     """
-    def build(payload: dict[str, Any]) -> ActionConditionalPixelCNN:
-        check_fits(payload, {"codebook_size": vqvae.quantizer.codebook_size, "vqvae_hash": vqvae_hash, "grid": grid})
-        return build_prior(from_dict(VideoConfig, payload["config"]), payload["codebook_size"],
-                           len(payload["action_names"]))
-
-    prior, payload, _ = load_frozen(path, build, device)
-    return prior, payload
+    fits = {"codebook_size": frozen.model.quantizer.codebook_size, "grid": grid}
+    return load_pipeline_prior(path, frozen, fits, lambda p: build_prior(
+        from_dict(VideoConfig, p["config"]), p["codebook_size"], len(p["action_names"])), device)

@@ -78,7 +78,7 @@ def run_episode(env: FrameEnv, seed: int, actions: np.ndarray, stop_at_end: bool
     t = len(rewards)
     return Episode(frames=np.stack(frames), actions=np.asarray(actions, dtype=np.int64)[:t].copy(),
                    rewards=np.asarray(rewards, np.float32), terminated=np.asarray(terminated, bool),
-                   truncated=np.asarray(truncated, bool), seed=int(seed), env_id=env.cfg.env_id)
+                   truncated=np.asarray(truncated, bool), seed=int(seed), env_id=env.env_cfg.env_id)
 
 
 def replay(env_cfg: VideoEnvConfig, seed: int, actions: np.ndarray) -> np.ndarray:

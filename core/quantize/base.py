@@ -4,7 +4,7 @@ Axis legend: N vectors (all leading axes of ``z_e`` flattened), G codebooks per 
 D code dim of one codebook.
 
 The contract (``CONVENTIONS.md``): ``z_e`` has shape ``[..., G*D]``; the last axis is the code space and every
-other axis is flattened. With ``num_codebooks = G > 1`` the last axis is split into G slices of D that are
+other axis is flattened. With ``groups = G > 1`` the last axis is split into G slices of D that are
 quantized independently, each against its own codebook (the VQ-VAE paper's CIFAR-10 latents are 8×8×10).
 
 Codebook-health options beyond the paper, each off by default:
@@ -15,7 +15,8 @@ Codebook-health options beyond the paper, each off by default:
   times since the last check is moved onto a randomly drawn encoder output of the current batch. Quantizers with
   running statistics (EMA) reset those of the restarted codes too.
 
-Both sample on rank 0 and broadcast, so all ranks keep identical codebooks.
+Both draw from the encoder outputs of every rank (gathered) on rank 0 and broadcast the draw, so all ranks keep
+identical codebooks.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ class CodebookQuantizer(nn.Module):
     Args:
         codebook_size: K, codes per codebook.
         code_dim: D, dimension of one code.
-        num_codebooks: G, independent codebooks per latent vector; ``z_e``'s last axis must be G·D.
+        groups: G, independent codebooks per latent vector (product quantization; ``groups`` as in the
+            field's libraries); ``z_e``'s last axis must be G·D.
         data_init: initialise the codes from the first training batch (off by default; beyond the paper).
         dead_code_restart: move rarely used codes onto encoder outputs (off by default; beyond the paper).
         restart_every: training calls between dead-code checks.
@@ -59,7 +61,7 @@ class CodebookQuantizer(nn.Module):
         self,
         codebook_size: int,
         code_dim: int,
-        num_codebooks: int = 1,
+        groups: int = 1,
         data_init: bool = False,
         dead_code_restart: bool = False,
         restart_every: int = 100,
@@ -67,20 +69,20 @@ class CodebookQuantizer(nn.Module):
     ):
         super().__init__()
         for name, value in (("codebook_size", codebook_size), ("code_dim", code_dim),
-                            ("num_codebooks", num_codebooks), ("restart_every", restart_every)):
+                            ("groups", groups), ("restart_every", restart_every)):
             _check_positive_int(name, value)
         if restart_threshold < 0:
             raise ValueError(f"restart_threshold must be >= 0, got {restart_threshold}")
         self.codebook_size = codebook_size
         self.code_dim = code_dim
-        self.num_codebooks = num_codebooks
+        self.groups = groups
         self.data_init = data_init
         self.dead_code_restart = dead_code_restart
         self.restart_every = restart_every
         self.restart_threshold = float(restart_threshold)
         self.register_buffer("initialized", torch.tensor(not data_init))
         if dead_code_restart:
-            self.register_buffer("code_usage", torch.zeros(num_codebooks, codebook_size))
+            self.register_buffer("code_usage", torch.zeros(groups, codebook_size))
             self.register_buffer("calls_since_restart", torch.zeros((), dtype=torch.long))
 
     # ----------------------------------------------------------------------------------------------- shapes
@@ -91,16 +93,16 @@ class CodebookQuantizer(nn.Module):
 
     @property
     def input_dim(self) -> int:
-        """Size of ``z_e``'s last axis: ``num_codebooks * code_dim``."""
-        return self.num_codebooks * self.code_dim
+        """Size of ``z_e``'s last axis: ``groups * code_dim``."""
+        return self.groups * self.code_dim
 
     def _codebook_shape(self) -> tuple[int, ...]:
-        k, d, g = self.codebook_size, self.code_dim, self.num_codebooks
+        k, d, g = self.codebook_size, self.code_dim, self.groups
         return (k, d) if g == 1 else (g, k, d)
 
     def codebooks(self) -> torch.Tensor:
         """The codebook(s) as ``[G, K, D]`` (a view of ``self.codebook``)."""
-        return self.codebook.view(self.num_codebooks, self.codebook_size, self.code_dim)
+        return self.codebook.view(self.groups, self.codebook_size, self.code_dim)
 
     def _flatten(self, z_e: torch.Tensor) -> tuple[torch.Tensor, torch.Size]:
         """Validate ``z_e: [..., G*D]`` and return it as float32 ``[N, G, D]`` plus the leading shape."""
@@ -110,15 +112,15 @@ class CodebookQuantizer(nn.Module):
         if z_e.dim() == 0 or z_e.shape[-1] != self.input_dim:
             got = z_e.shape[-1] if z_e.dim() else "a scalar"
             raise ValueError(
-                f"z_e must have shape [..., {self.input_dim}] (num_codebooks={self.num_codebooks} × "
+                f"z_e must have shape [..., {self.input_dim}] (groups={self.groups} × "
                 f"code_dim={self.code_dim}), got last dimension {got} in shape {tuple(z_e.shape)}"
             )
         lead = z_e.shape[:-1]
-        flat = z_e.float().reshape(-1, self.num_codebooks, self.code_dim)  # [N, G, D]
+        flat = z_e.float().reshape(-1, self.groups, self.code_dim)  # [N, G, D]
         return flat, lead
 
     def _index_shape(self, lead: torch.Size) -> tuple[int, ...]:
-        return tuple(lead) if self.num_codebooks == 1 else (*lead, self.num_codebooks)
+        return tuple(lead) if self.groups == 1 else (*lead, self.groups)
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Code vectors of ``indices``: ``[...]`` (G = 1) or ``[..., G]`` long → ``[..., G*D]`` float.
@@ -128,12 +130,12 @@ class CodebookQuantizer(nn.Module):
         """
         if indices.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"indices must be an integer tensor, got {indices.dtype}")
-        if self.num_codebooks > 1 and (indices.dim() == 0 or indices.shape[-1] != self.num_codebooks):
-            raise ValueError(f"indices must have shape [..., {self.num_codebooks}], got {tuple(indices.shape)}")
+        if self.groups > 1 and (indices.dim() == 0 or indices.shape[-1] != self.groups):
+            raise ValueError(f"indices must have shape [..., {self.groups}], got {tuple(indices.shape)}")
         if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.codebook_size):
             raise ValueError(f"indices must lie in [0, {self.codebook_size}), got range "
                              f"[{int(indices.min())}, {int(indices.max())}]")
-        g = self.num_codebooks
+        g = self.groups
         lead = indices.shape if g == 1 else indices.shape[:-1]
         idx = indices.reshape(-1, g).long()  # [N, G]
         flat_idx = (idx + torch.arange(g, device=idx.device) * self.codebook_size).reshape(-1)  # [N*G]
@@ -150,12 +152,13 @@ class CodebookQuantizer(nn.Module):
 
     @staticmethod
     def _draw(vectors: torch.Tensor, count: int) -> torch.Tensor:
-        """``count`` rows of ``vectors`` [N, D] drawn at random (with replacement only if N < count), the same on all
-        ranks."""
-        n = vectors.shape[0]
-        rows = torch.randperm(n, device=vectors.device)[:count] if n >= count else \
-            torch.randint(n, (count,), device=vectors.device)
-        drawn = vectors[rows].float().contiguous()
+        """``count`` rows drawn at random from the rows ``[N, D]`` of every rank (gathered, in rank order; with
+        replacement only if they number fewer than ``count``), drawn on rank 0 and the same on all ranks."""
+        pooled = distributed.all_gather_rows(vectors.float().contiguous())
+        n = pooled.shape[0]
+        rows = torch.randperm(n, device=pooled.device)[:count] if n >= count else \
+            torch.randint(n, (count,), device=pooled.device)
+        drawn = pooled[rows].contiguous()
         return distributed.broadcast(drawn, src=0)
 
     @torch.no_grad()
@@ -170,14 +173,14 @@ class CodebookQuantizer(nn.Module):
         if not bool(self.initialized):
             if not bool(torch.isfinite(flat).all()):
                 raise NonFiniteInputError("z_e contains NaN or Inf values; the codebook was left unchanged")
-            for g in range(self.num_codebooks):
+            for g in range(self.groups):
                 full = torch.ones(self.codebook_size, dtype=torch.bool, device=flat.device)
                 self._replace_codes(g, full, self._draw(flat[:, g], self.codebook_size))
             self.initialized.fill_(True)
             return
         if self.dead_code_restart and int(self.calls_since_restart) >= self.restart_every:
             dead = self.code_usage < self.restart_threshold  # [G, K], counts of all ranks (_record_usage)
-            for g in range(self.num_codebooks):
+            for g in range(self.groups):
                 count = int(dead[g].sum())
                 if count:
                     vectors = self._draw(flat[:, g], count)
@@ -205,8 +208,8 @@ class CodebookQuantizer(nn.Module):
 
     def extra_repr(self) -> str:
         opts = [f"codebook_size={self.codebook_size}", f"code_dim={self.code_dim}"]
-        if self.num_codebooks > 1:
-            opts.append(f"num_codebooks={self.num_codebooks}")
+        if self.groups > 1:
+            opts.append(f"groups={self.groups}")
         if self.data_init:
             opts.append("data_init=True")
         if self.dead_code_restart:

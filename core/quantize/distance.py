@@ -5,10 +5,8 @@ Axis legend: N vectors, D code dim, K codebook size.
 The search uses ‖z − e‖² = ‖z‖² − (2 z·e − ‖e‖²): the ‖z‖² term is the same for every code, so the nearest
 code is the argmax of ``2 z·eᵀ − ‖e‖²``, one matrix product per block of rows, with ``−‖e‖²`` folded into the
 product as one more input column (``[z, 1] @ [2e, −‖e‖²]ᵀ``; adding it as a bias would rewrite every score block
-once more). Blocks are sized so the [rows, K] score block stays in the CPU cache; this is 2–3× faster than
-materialising the full [N, K] distance matrix and 4–6× faster than the broadcasted
-``((z[:, None] − e) ** 2).sum(-1)`` formula.
-All arithmetic is float32 regardless of autocast.
+once more). Blocks are sized so the [rows, K] score block stays in the CPU cache instead of materialising the
+full [N, K] distance matrix. All arithmetic is float32 regardless of autocast.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ class EMAVectorQuantizer(CodebookQuantizer):
         beta: commitment weight β, required (paper: 0.25).
         decay: γ (paper: 0.99).
         epsilon: ε of the Laplace smoothing (1e-5).
-        num_codebooks, data_init, dead_code_restart, restart_every, restart_threshold: see
+        groups, data_init, dead_code_restart, restart_every, restart_threshold: see
             :class:`~core.quantize.base.CodebookQuantizer`; a restarted code gets N_i = 1, m_i = e_i.
 
     Raises:
@@ -45,8 +45,8 @@ class EMAVectorQuantizer(CodebookQuantizer):
     """
 
     def __init__(self, codebook_size: int, code_dim: int, *, beta: float, decay: float = 0.99,
-                 epsilon: float = 1e-5, num_codebooks: int = 1, **health):
-        super().__init__(codebook_size, code_dim, num_codebooks, **health)
+                 epsilon: float = 1e-5, groups: int = 1, **health):
+        super().__init__(codebook_size, code_dim, groups, **health)
         if beta < 0 or epsilon < 0 or not 0.0 <= decay < 1.0:
             raise ValueError(f"need beta >= 0, epsilon >= 0 and 0 <= decay < 1, got {beta}, {epsilon}, {decay}")
         self.beta = float(beta)
@@ -58,7 +58,7 @@ class EMAVectorQuantizer(CodebookQuantizer):
         self.register_buffer("embed_avg", codebook.clone())  # m: [K, D] or [G, K, D]
 
     def _stats(self) -> tuple[torch.Tensor, torch.Tensor]:
-        g, k, d = self.num_codebooks, self.codebook_size, self.code_dim
+        g, k, d = self.groups, self.codebook_size, self.code_dim
         return self.cluster_size.view(g, k), self.embed_avg.view(g, k, d)
 
     def _replace_codes(self, group: int, mask: torch.Tensor, vectors: torch.Tensor) -> None:
@@ -70,7 +70,7 @@ class EMAVectorQuantizer(CodebookQuantizer):
     @torch.no_grad()
     def _ema_update(self, flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor) -> None:
         """Apply the appendix A.1 update for ``flat`` [N, G, D] assigned to ``indices`` [N, G] (counts [G, K])."""
-        g, k, d = self.num_codebooks, self.codebook_size, self.code_dim
+        g, k, d = self.groups, self.codebook_size, self.code_dim
         with torch.autocast(device_type=flat.device.type, enabled=False):
             stacked = (indices + torch.arange(g, device=indices.device) * k).reshape(-1)  # [N*G]
             sums = flat.new_zeros(g * k, d).index_add_(0, stacked, flat.reshape(-1, d).float())  # [G*K, D]
@@ -85,17 +85,17 @@ class EMAVectorQuantizer(CodebookQuantizer):
 
     def forward(self, z_e: torch.Tensor) -> VQOutput:
         """Quantize ``z_e: [..., G*D]`` with the current codebook, then (training only) update the averages."""
-        flat, lead, indices, z_q, codebook_loss, commitment_loss = quantize_straight_through(self, z_e)
-        counts = self._record_usage(indices)
-        if self.training and flat.shape[0] > 0:
-            self._ema_update(flat.detach(), indices, counts)
+        a = quantize_straight_through(self, z_e)
+        counts = self._record_usage(a.indices)
+        if self.training and a.flat.shape[0] > 0:
+            self._ema_update(a.flat.detach(), a.indices, counts)
         return VQOutput(
-            z_q=z_q,
-            indices=indices.reshape(self._index_shape(lead)),
-            loss=self.beta * commitment_loss,
+            z_q=a.z_q,
+            indices=a.indices.reshape(self._index_shape(a.lead)),
+            loss=self.beta * a.commitment_loss,
             perplexity=perplexity_from_counts(counts),
-            codebook_loss=torch.zeros_like(codebook_loss),
-            commitment_loss=commitment_loss,
+            codebook_loss=torch.zeros_like(a.codebook_loss),
+            commitment_loss=a.commitment_loss,
         )
 
     def extra_repr(self) -> str:

@@ -60,10 +60,9 @@ class GaussianSQVectorQuantizer(CodebookQuantizer):
         temperature_init, temperature_decay, temperature_min: the Gumbel-softmax schedule
             (1.0, 1e-5, 0.0 as in the reference implementation); the step counter is a buffer.
         fused: compute the step with the hand-written autograd function of :mod:`core.quantize.stochastic` (one
-            ``[N, K]`` tensor kept instead of about six, ~1.4× faster on the CPU, Gumbel noise from NumPy on the CPU)
-            instead of the formulas under autograd (default). Values and gradients agree to float32 rounding; opt-in
-            until its training runs are shown to land where the default's do (README).
-        num_codebooks, data_init, dead_code_restart, restart_every, restart_threshold: see
+            ``[N, K]`` tensor kept for the backward instead of about six; Gumbel noise from NumPy on the CPU)
+            instead of the formulas under autograd (default). Values and gradients agree to float32 rounding.
+        groups, data_init, dead_code_restart, restart_every, restart_threshold: see
             :class:`~core.quantize.base.CodebookQuantizer`.
 
     Raises:
@@ -73,8 +72,8 @@ class GaussianSQVectorQuantizer(CodebookQuantizer):
 
     def __init__(self, codebook_size: int, code_dim: int, *, variance: str = "shared", init_variance: float = 20.0,
                  temperature_init: float = 1.0, temperature_decay: float = 1e-5, temperature_min: float = 0.0,
-                 num_codebooks: int = 1, fused: bool = False, **health):
-        super().__init__(codebook_size, code_dim, num_codebooks, **health)
+                 groups: int = 1, fused: bool = False, **health):
+        super().__init__(codebook_size, code_dim, groups, **health)
         if variance not in VARIANCES:
             raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
         if init_variance <= 0 or temperature_init <= 0 or temperature_decay < 0 or temperature_min < 0:
@@ -108,7 +107,7 @@ class GaussianSQVectorQuantizer(CodebookQuantizer):
         if log_var is None or log_var.shape != z_e.shape:
             got = None if log_var is None else tuple(log_var.shape)
             raise ValueError(f"variance='elementwise' needs log_var with z_e's shape {tuple(z_e.shape)}, got {got}")
-        return 0.5 * torch.exp(-log_var.float()).reshape(-1, self.num_codebooks, self.code_dim)
+        return 0.5 * torch.exp(-log_var.float()).reshape(-1, self.groups, self.code_dim)
 
     def forward(self, z_e: torch.Tensor, log_var: torch.Tensor | None = None) -> SQOutput:
         """Stochastically quantize ``z_e: [..., G*D]`` (``log_var``: same shape, element-wise variant only)."""
@@ -120,7 +119,7 @@ class GaussianSQVectorQuantizer(CodebookQuantizer):
             books = self.codebooks().float()  # [G, K, D]
             noise = UniformNoise(flat.device) if self.training and self.fused else None
             parts = []
-            for g in range(self.num_codebooks):
+            for g in range(self.groups):
                 w = weight if weight.dim() == 0 else weight[:, g]
                 parts.append(stochastic_quantize(flat[:, g], books[g], w, tau, self.training, noise) if self.fused
                              else stochastic_quantize_autograd(flat[:, g], books[g], w, tau, self.training))

@@ -5,6 +5,8 @@ Axis legend: N vectors, G codebooks per latent, K codebook size, D code dim.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -20,11 +22,21 @@ def assign_codes(flat: torch.Tensor, codebooks: torch.Tensor) -> torch.Tensor:
     return torch.stack([nearest_code(flat[:, g], codebooks[g]) for g in range(codebooks.shape[0])], dim=1)
 
 
-def quantize_straight_through(quantizer: CodebookQuantizer, z_e: torch.Tensor):
-    """Shared forward of the deterministic quantizers.
+@dataclass(frozen=True)
+class Assignment:
+    """What the shared forward of the deterministic quantizers computes, before each family's loss and update."""
 
-    Returns ``(flat [N, G, D], lead shape, indices [N, G], z_q like z_e, codebook_loss, commitment_loss)``.
-    """
+    flat: torch.Tensor  # [N, G, D] float32 view of z_e (all leading axes flattened)
+    lead: torch.Size  # the leading shape of z_e
+    indices: torch.Tensor  # [N, G] long, nearest code per slice
+    z_q: torch.Tensor  # like z_e: straight-through quantized latents
+    codebook_loss: torch.Tensor  # [] mean ‖sg[z_e] − e‖²
+    commitment_loss: torch.Tensor  # [] mean ‖z_e − sg[e]‖²
+
+
+def quantize_straight_through(quantizer: CodebookQuantizer, z_e: torch.Tensor) -> Assignment:
+    """Shared forward of the deterministic quantizers: validate, prepare the codebook (data init, restarts),
+    assign the nearest codes and apply the straight-through estimator (paper eq. 1–3)."""
     flat, lead = quantizer._flatten(z_e)  # [N, G, D]
     quantizer._prepare_codebook(flat)
     with torch.autocast(device_type=flat.device.type, enabled=False):
@@ -36,7 +48,7 @@ def quantize_straight_through(quantizer: CodebookQuantizer, z_e: torch.Tensor):
             flat.reshape(-1, d), books.reshape(g * k, d).float(), stacked)
     quantizer._check_finite(commitment_loss)
     z_q = z_q.reshape(z_e.shape).to(z_e.dtype)  # [..., G*D]
-    return flat, lead, indices, z_q, codebook_loss, commitment_loss
+    return Assignment(flat, lead, indices, z_q, codebook_loss, commitment_loss)
 
 
 class VectorQuantizer(CodebookQuantizer):
@@ -50,7 +62,7 @@ class VectorQuantizer(CodebookQuantizer):
         codebook_size: K (paper: 512).
         code_dim: D (paper: 64 for images).
         beta: commitment weight β, required (paper: 0.25).
-        num_codebooks, data_init, dead_code_restart, restart_every, restart_threshold: see
+        groups, data_init, dead_code_restart, restart_every, restart_threshold: see
             :class:`~core.quantize.base.CodebookQuantizer` (all off by default).
 
     Shapes:
@@ -60,8 +72,8 @@ class VectorQuantizer(CodebookQuantizer):
         ValueError: if ``z_e``'s last dimension is not G·D, or ``z_e`` is not finite (nothing is changed then).
     """
 
-    def __init__(self, codebook_size: int, code_dim: int, *, beta: float, num_codebooks: int = 1, **health):
-        super().__init__(codebook_size, code_dim, num_codebooks, **health)
+    def __init__(self, codebook_size: int, code_dim: int, *, beta: float, groups: int = 1, **health):
+        super().__init__(codebook_size, code_dim, groups, **health)
         if beta < 0:
             raise ValueError(f"beta must be >= 0, got {beta}")
         self.beta = float(beta)
@@ -71,15 +83,15 @@ class VectorQuantizer(CodebookQuantizer):
 
     def forward(self, z_e: torch.Tensor) -> VQOutput:
         """Quantize ``z_e: [..., G*D]`` (paper eq. 1–3); see the class docstring."""
-        _, lead, indices, z_q, codebook_loss, commitment_loss = quantize_straight_through(self, z_e)
-        counts = self._record_usage(indices)
+        a = quantize_straight_through(self, z_e)
+        counts = self._record_usage(a.indices)
         return VQOutput(
-            z_q=z_q,
-            indices=indices.reshape(self._index_shape(lead)),
-            loss=codebook_loss + self.beta * commitment_loss,
+            z_q=a.z_q,
+            indices=a.indices.reshape(self._index_shape(a.lead)),
+            loss=a.codebook_loss + self.beta * a.commitment_loss,
             perplexity=perplexity_from_counts(counts),
-            codebook_loss=codebook_loss,
-            commitment_loss=commitment_loss,
+            codebook_loss=a.codebook_loss,
+            commitment_loss=a.commitment_loss,
         )
 
     def extra_repr(self) -> str:

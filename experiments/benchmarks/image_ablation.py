@@ -26,7 +26,7 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "image" / "default.ya
 OLD_DATA = ["data.debian_photos=false"]  # the wheels' photos only (the training set before the Debian photos)
 # the settings the variants below were measured from (README): one code of D = 64 from K = 512, cosine lr, no colour
 # augmentation; each variant changes some of them
-PREVIOUS = ["quantizer.codebook_size=512", "quantizer.num_codebooks=1", "quantizer.code_dim=64",
+PREVIOUS = ["quantizer.codebook_size=512", "quantizer.groups=1", "quantizer.code_dim=64",
             "train.lr_schedule=cosine", "data.colour_augment=none"]
 
 
@@ -56,8 +56,8 @@ VARIANTS = {
     "c3_seed1": (C3 + ["train.seed=1"], _nothing),
     "c3_d32": (C3 + ["quantizer.code_dim=32"], _nothing),
     "c3_d16": (C3 + ["quantizer.code_dim=16"], _nothing),
-    "c3_g2": (C3 + ["quantizer.num_codebooks=2", "quantizer.code_dim=32"], _nothing),
-    "c3_g3": (C3 + ["quantizer.num_codebooks=3", "quantizer.code_dim=32"], _nothing),
+    "c3_g2": (C3 + ["quantizer.groups=2", "quantizer.code_dim=32"], _nothing),
+    "c3_g3": (C3 + ["quantizer.groups=3", "quantizer.code_dim=32"], _nothing),
     "c3_lr2e-3": (C3 + ["train.lr=2e-3"], _nothing),
     "c3_decay0.95": (C3 + ["quantizer.decay=0.95"], _nothing),
     "c3_res64": (C3 + ["model.residual_channels=64"], _nothing),

@@ -48,7 +48,8 @@ def test_speaker_convert_runs_end_to_end(decoder, tiny_corpus, tmp_path, monkeyp
             *DECODERS[decoder]]
     metrics = run.main(args)
     ckpt = tmp_path / "out" / "vqvae" / "checkpoints" / "latest.pt"
-    model, cfg, speakers, _ = load_frozen_vqvae(ckpt, torch.device("cpu"))
+    frozen = load_frozen_vqvae(ckpt, torch.device("cpu"))
+    model, cfg, speakers = frozen.model, frozen.cfg, frozen.extras["speakers"]
     assert len(speakers) == 7 and cfg.train.steps == 3 and model.hop == 64 and cfg.model.decoder == decoder
     for key in ("recon_loss", "perplexity", "phone_accuracy", "phone_majority_accuracy",
                 "phone_linear_probe_accuracy", "convert/target_speaker_accuracy", "convert/mcd",
@@ -58,7 +59,7 @@ def test_speaker_convert_runs_end_to_end(decoder, tiny_corpus, tmp_path, monkeyp
                 "convert/scorer_clean_accuracy", "convert/scorer_noise_10db_accuracy", "convert/scorer_mu_law_accuracy",
                 "convert/scorer_griffin_lim_accuracy", "convert/scorer_gain_agreement", "convert/chance_accuracy",
                 "convert/source_speaker_accuracy", "convert/target_speaker_accuracy_awb",
-                "prior/nll_bits_per_code", "sample/utterances"):
+                "nll_bits_per_code", "sample/utterances"):
         assert key in metrics, key
     assert ("bits_per_sample" in metrics) == (decoder == "wavenet")
     # word error rates need whole sentences: the mel run converts them whole, the wavenet run cuts them to 0.1 s

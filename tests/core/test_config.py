@@ -128,7 +128,7 @@ def test_a_later_stage_takes_folder_and_device_from_the_run_and_rejects_its_own(
 
 def test_quantizer_settings_are_read_from_the_chosen_quantizers_signature():
     assert set(QuantizerConfig(kind="vq").build_kwargs()) == {
-        "codebook_size", "code_dim", "num_codebooks", "beta", "data_init", "dead_code_restart", "restart_every",
+        "codebook_size", "code_dim", "groups", "beta", "data_init", "dead_code_restart", "restart_every",
         "restart_threshold"}
     assert {"decay", "epsilon"} <= set(QuantizerConfig(kind="ema").build_kwargs())
     assert "beta" not in QuantizerConfig(kind="sq").build_kwargs()
@@ -201,3 +201,17 @@ def test_a_partial_section_keeps_the_fields_own_defaults():
     cfg = load_config(ImageConfig, None, ["tracking.run_name=x", "prior.train.steps=7"])
     assert cfg.tracking.experiment_name == "vqvae-image" and cfg.tracking.run_name == "x"
     assert cfg.prior.train.steps == 7 and cfg.prior.train.checkpoint_every == 250  # the prior's default, not 500
+
+
+@dataclass
+class WithQuantizer:
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+
+
+@pytest.mark.parametrize("source", ["yaml", "override"])
+def test_the_old_name_of_groups_is_refused_by_name(tmp_path, source):
+    path = _write(tmp_path, "quantizer:\n  num_codebooks: 2\n") if source == "yaml" else None
+    overrides = ["quantizer.num_codebooks=2"] if source == "override" else []
+    with pytest.raises(ConfigError, match=r"quantizer\.num_codebooks was renamed to quantizer\.groups"):
+        load_config(WithQuantizer, path, overrides)
+    assert load_config(WithQuantizer, None, ["quantizer.groups=2"]).quantizer.groups == 2

@@ -74,7 +74,7 @@ def test_commitment_gradient_reaches_z_e_and_z_q_is_straight_through():
 
 def test_state_dict_round_trip_restores_every_piece_of_state():
     torch.manual_seed(0)
-    kw = dict(beta=0.25, num_codebooks=2, data_init=True, dead_code_restart=True, restart_every=2)
+    kw = dict(beta=0.25, groups=2, data_init=True, dead_code_restart=True, restart_every=2)
     q = EMAVectorQuantizer(8, 3, **kw)
     data = torch.randn(5, 40, 6)
     for batch in data[:3]:
@@ -92,7 +92,7 @@ def test_state_dict_round_trip_restores_every_piece_of_state():
 
 
 def test_several_codebooks_keep_separate_statistics():
-    q = EMAVectorQuantizer(4, 2, beta=0.25, num_codebooks=3)
+    q = EMAVectorQuantizer(4, 2, beta=0.25, groups=3)
     assert q.cluster_size.shape == (3, 4) and q.embed_avg.shape == (3, 4, 2)
     z = torch.randn(10, 6)
     out = q(z)
@@ -105,3 +105,16 @@ def test_invalid_hyper_parameters_raise():
         EMAVectorQuantizer(8, 4, beta=0.25, decay=1.0)
     with pytest.raises(ValueError):
         EMAVectorQuantizer(0, 4, beta=0.25)
+
+
+def test_golden_values_on_a_fixed_seed():
+    # pinned outputs of one training call (assignment with the old codebook, then the appendix A.1 update): a
+    # change of the update, the smoothing or the initial statistics moves them
+    torch.manual_seed(1234)
+    q = EMAVectorQuantizer(8, 3, beta=0.25)
+    out = q(torch.randn(6, 3))
+    assert out.indices.tolist() == [7, 6, 1, 4, 4, 0]
+    assert out.loss.item() == pytest.approx(0.06300726532936096, rel=1e-5)
+    assert out.perplexity.item() == pytest.approx(4.762204170227051, rel=1e-5)
+    assert q.codebook.sum().item() == pytest.approx(-3.545034885406494, rel=1e-5)
+    assert q.cluster_size.sum().item() == pytest.approx(0.99 * 8 + 0.01 * 6, rel=1e-6)  # γ·K·1 + (1 − γ)·N

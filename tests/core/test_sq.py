@@ -140,7 +140,7 @@ def test_contract_errors_and_empty_batch():
 
 
 def test_several_codebooks():
-    q = GaussianSQVectorQuantizer(8, 2, num_codebooks=3).eval()
+    q = GaussianSQVectorQuantizer(8, 2, groups=3).eval()
     z = torch.randn(7, 6)
     out = q(z)
     assert out.indices.shape == (7, 3)
@@ -155,3 +155,20 @@ def test_outputs_say_how_their_loss_scales_and_which_quantizer_takes_a_log_varia
     assert not VectorQuantizer(16, 8, beta=0.25).takes_log_variance
     assert not GaussianSQVectorQuantizer(16, 8).takes_log_variance
     assert GaussianSQVectorQuantizer(16, 8, variance="elementwise").takes_log_variance
+
+
+def test_golden_values_on_a_fixed_seed():
+    # pinned outputs of one stochastic training call and of the deterministic eval call (shared variance σ² = 20)
+    torch.manual_seed(1234)
+    q = GaussianSQVectorQuantizer(8, 3)
+    z = torch.randn(5, 3) * 0.5
+    out = q(z)
+    assert out.indices.tolist() == [1, 5, 6, 2, 1]
+    assert out.loss.item() == pytest.approx(-2.0190086364746094, rel=1e-5)
+    assert out.dequantization_loss.item() == pytest.approx(0.057596128433942795, rel=1e-5)
+    assert out.entropy.item() == pytest.approx(2.0766048431396484, rel=1e-5)
+    assert out.z_q.sum().item() == pytest.approx(-2.5646302700042725, rel=1e-5)
+    q.eval()
+    out = q(z)
+    assert out.indices.tolist() == [0, 7, 1, 1, 0]
+    assert out.loss.item() == pytest.approx(-2.0593552589416504, rel=1e-5)

@@ -154,8 +154,8 @@ def test_the_default_autograd_formulation_equals_the_reference(elementwise):
 
 def test_fused_quantizer_option_matches_the_default_in_evaluation_and_trains():
     torch.manual_seed(0)
-    default = GaussianSQVectorQuantizer(16, 4, num_codebooks=2, init_variance=2.0)
-    fused = GaussianSQVectorQuantizer(16, 4, num_codebooks=2, init_variance=2.0, fused=True)
+    default = GaussianSQVectorQuantizer(16, 4, groups=2, init_variance=2.0)
+    fused = GaussianSQVectorQuantizer(16, 4, groups=2, init_variance=2.0, fused=True)
     fused.load_state_dict(default.state_dict())
     z = torch.randn(3, 5, 8)
     a, b = default.eval()(z), fused.eval()(z)

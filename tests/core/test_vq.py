@@ -115,7 +115,7 @@ def test_empty_batch_works():
 
 
 def test_several_codebooks_quantize_each_slice_with_its_own_codebook():
-    q = _quantizer(k=8, d=3, num_codebooks=2)
+    q = _quantizer(k=8, d=3, groups=2)
     assert q.codebook.shape == (2, 8, 3)
     z = torch.randn(5, 6)
     out = q(z)

@@ -17,7 +17,7 @@ from core.config import load_config  # noqa: E402
 from core.data import data_variance  # noqa: E402
 from image.config import ImageConfig  # noqa: E402
 from image.data import build_image_datasets  # noqa: E402
-from image.experiment import ImageVQVAETrainer  # noqa: E402
+from image.vqvae_stage import ImageVQVAETrainer  # noqa: E402
 
 DEBUG = ROOT / "experiments" / "configs" / "image" / "debug.yaml"
 

@@ -1,5 +1,7 @@
 """The benchmarks run on tiny sizes and report what they measure; the device option checks its argument."""
 
+import math
+
 import pytest
 import torch
 
@@ -27,11 +29,18 @@ def test_benchmarks_run_on_tiny_sizes(capsys):
                            "--matmul-size", "64", "--device", "cpu"])
     assert [r["name"] for r in rows][:4] == ["VectorQuantizer", "EMAVectorQuantizer", "GaussianSQVectorQuantizer",
                                              "GaussianSQVectorQuantizer(fused=True)"]
-    assert all(r["ms"] > 0 and r["ratio_to_floor"] > 0 for r in rows[:4])
+    # every ratio is the row's own time over one common floor and over the library's one time
+    floors = {round(r["ms"] / r["ratio_to_floor"], 9) for r in rows[:4]}
+    assert len(floors) == 1 and all(math.isfinite(r["ms"]) for r in rows[:4])
+    library_ms = {r["speedup_vs_library"] * r["ms"] for r in rows[:4]}
+    assert all(math.isnan(v) for v in library_ms) or max(library_ms) == pytest.approx(min(library_ms))
     rows = prior_sampling.main(["--grid", "4", "--codes", "8", "--channels", "8", "--layers", "2", "--naive-rows",
                                 "4", "--repeats", "1", "--check-grid", "3", "--device", "cpu"])
-    assert rows[1]["speedup"] > 0 and "identical samples: True" in capsys.readouterr().out
+    assert rows[0]["speedup"] == 1.0 and rows[1]["speedup"] == pytest.approx(rows[0]["seconds"] / rows[1]["seconds"])
+    assert "identical samples: True" in capsys.readouterr().out
     rows = wavenet_generation.main(["--config", "none.yaml", "--samples", "128", "--batches", "1", "--naive-steps", "1",
                                     "--check-samples", "64", "--device", "cpu"])
-    assert {r["config"] for r in rows} == {"default", "small"} and all(r["samples_per_s"] > 0 for r in rows)
+    assert {r["config"] for r in rows} == {"default", "small"}
+    assert all(r["samples_per_s"] == pytest.approx(128 / r["seconds"]) and r["realtime"] == pytest.approx(
+        r["samples_per_s"] / 16000) for r in rows)
     assert "identical samples: True" in capsys.readouterr().out

@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from core.checkpoint import read_checkpoint
 from experiments import run
-from image.experiment import ImageVQVAETrainer
+from image.vqvae_stage import ImageVQVAETrainer
 from tests.crafted import RunsCode
 
 DEBUG = str(Path(run.__file__).resolve().parent / "configs" / "image" / "debug.yaml")

@@ -13,6 +13,7 @@ from core.checkpoint import read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("ddp_worker.py")
+COLLECTIVES = Path(__file__).with_name("collective_worker.py")
 DEBUG = ROOT / "experiments" / "configs" / "image" / "debug.yaml"
 
 
@@ -35,6 +36,30 @@ def test_two_processes_keep_bit_identical_codebooks_with_ema_restarts_and_data_i
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), key
     assert int(rank0["quantizer.initialized"]) == 1
+
+
+def test_two_processes_keep_identical_weights_with_the_stochastic_quantizer_and_restarts(tmp_path):
+    # SQ: each rank draws its own Gumbel noise for its shard; the weights, the learned variance, the temperature
+    # step and the restarted codes stay the same on both ranks
+    _torchrun(2, str(WORKER), str(tmp_path), "train.steps=6", "quantizer.kind=sq", "quantizer.code_dim=8")
+    rank0, rank1 = _states(tmp_path, 2)
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key
+    assert int(rank0["quantizer.step"]) == 6
+
+
+def test_collectives_gather_every_rank_and_average_gradients_only_some_ranks_reached(tmp_path):
+    _torchrun(2, str(COLLECTIVES), str(tmp_path))
+    rank0, rank1 = _states(tmp_path, 2)
+    expected = torch.cat([torch.zeros(2, 3), torch.ones(3, 3)])  # rank 0's 2 rows, then rank 1's 3
+    assert torch.equal(rank0["gathered"], expected) and torch.equal(rank1["gathered"], expected)
+    for state in (rank0, rank1):
+        assert state["shared_grad"].tolist() == [1.5, 1.5]  # (1 + 2) / 2
+        assert state["only_one_grad"].tolist() == [2.0, 2.0]  # (0 + 4) / 2: rank 0 had none
+    # data init drew from both ranks' encoder outputs (0s on rank 0, 1s on rank 1), identically on both
+    assert torch.equal(rank0["codebook"], rank1["codebook"])
+    assert set(rank0["codebook"].unique().tolist()) == {0.0, 1.0}
+    assert not torch.equal(rank0["noise"], rank1["noise"])  # each rank its own random stream
 
 
 def test_two_processes_equal_one_process_with_the_combined_batch(tmp_path):

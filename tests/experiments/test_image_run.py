@@ -13,7 +13,7 @@ from core.checkpoint import read_checkpoint
 from core.config import ConfigError, load_config
 from experiments import run
 from image.config import ImageConfig
-from image.experiment import ImageVQVAETrainer
+from image.vqvae_stage import ImageVQVAETrainer
 from image.hierarchy import build_image_vqvae
 
 CONFIGS = Path(run.__file__).resolve().parent / "configs"
@@ -59,7 +59,7 @@ def test_two_level_config_runs_end_to_end_into_tmp_path(tmp_path):
     p = client.get_run(prior["mlflow_run_id"])
     assert {"train/top/nll_bits_per_code", "val/bottom/nll_bits_per_code", "val/bits_per_dim"} <= set(p.data.metrics)
     assert "samples" in {a.path for a in client.list_artifacts(p.info.run_id)}
-    assert run.main(args + ["--stage", "sample"])["samples"] == 4
+    assert run.main(args + ["--stage", "sample"])["sample/images"] == 4
     photo = tmp_path / "mine.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 52, 3), dtype=np.uint8)).save(photo)
     assert set(run.main(args + ["--stage", "reconstruct", "--input", str(photo)])) == {"psnr/mine.png", "psnr_mean"}
@@ -93,7 +93,7 @@ def test_default_config_runs_end_to_end_into_tmp_path(tmp_path):
     assert {"train/nll_bits_per_code", "val/nll_bits_per_code", "val/bits_per_dim"} <= set(p.data.metrics)
     assert "samples" in {a.path for a in client.list_artifacts(p.info.run_id)}
 
-    assert run.main(_args(tmp_path, "--stage", "sample"))["samples"] == 4
+    assert run.main(_args(tmp_path, "--stage", "sample"))["sample/images"] == 4
 
     photo = tmp_path / "mine.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 52, 3), dtype=np.uint8)).save(photo)
@@ -155,14 +155,27 @@ def test_cli_errors_name_the_problem(tmp_path):
     with pytest.raises(ConfigError, match="model.levels=2 takes quantizer.kind vq or ema"):
         run.main(_args(tmp_path, "model.levels=2", "quantizer.kind=sq"))
     with pytest.raises(ConfigError, match="data.crop_size \\(36\\) must be a multiple of 8"):
-        run.main(_args(tmp_path, "model.levels=2", "quantizer.num_codebooks=1", "data.crop_size=36"))
+        run.main(_args(tmp_path, "model.levels=2", "quantizer.groups=1", "data.crop_size=36"))
 
 
-def test_bf16_precision_trains_with_float32_weights_and_codebooks(tmp_path):
+def test_bf16_precision_trains_with_float32_weights_and_codebooks(tmp_path, monkeypatch):
+    seen = []  # the dtype of the encoder's first convolution's output at every training step
+    original = ImageVQVAETrainer.compute_loss
+
+    def recorded(self, batch):
+        hook = self.model.encoder.net[0].register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+        try:
+            return original(self, batch)
+        finally:
+            hook.remove()
+
+    monkeypatch.setattr(ImageVQVAETrainer, "compute_loss", recorded)
     metrics = run.main(_args(tmp_path, "train.precision=bf16", "--stage", "vqvae"))
     assert math.isfinite(metrics["psnr"]) and metrics["psnr"] > 5
-    fp32 = run.main(_args(tmp_path / "fp32", "--stage", "vqvae"))
-    assert fp32["psnr"] != metrics["psnr"]  # the forward really ran in bfloat16
+    assert seen and set(seen) == {torch.bfloat16}  # the training forward really ran in bfloat16
+    seen.clear()
+    run.main(_args(tmp_path / "fp32", "--stage", "vqvae"))
+    assert seen and set(seen) == {torch.float32}
     state = read_checkpoint(tmp_path / "out" / "vqvae" / "checkpoints" / "latest.pt")["model"]
     assert all(v.dtype == torch.float32 for k, v in state.items() if v.is_floating_point())
     with pytest.raises(ConfigError, match="known precisions: fp32, bf16"):

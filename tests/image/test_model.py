@@ -33,7 +33,7 @@ def test_imagenet_shape_128_to_32x32_latents():
 
 
 def test_several_codebooks_per_latent():
-    model = _model(num_codebooks=10)
+    model = _model(groups=10)
     out = model(torch.rand(2, 3, 32, 32))
     assert out.quantizer.indices.shape == (2, 8, 8, 10) and model.latent_shape(32, 32) == (8, 8, 10)
 
@@ -115,7 +115,7 @@ def test_discretized_gaussian_is_a_distribution_over_the_256_levels():
 
 
 def test_decoder_input_kernel_sets_the_first_decoder_convolution():
-    q = QuantizerConfig(codebook_size=16, code_dim=4, num_codebooks=2)
+    q = QuantizerConfig(codebook_size=16, code_dim=4, groups=2)
     for k in (1, 3):
         model = ImageVQVAE(ImageModelConfig(hidden_channels=8, residual_channels=4, decoder_input_kernel=k), q)
         assert model.post_quantize.weight.shape == (8, 8, k, k)  # from G·D = 8 code channels to 8 hidden

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from core.checkpoint import check_fits
+from core.checkpoint import FrozenVQVAE, check_fits
 from core.config import QuantizerConfig
 from image.config import ImageConfig, ImageModelConfig
 from image.data import TensorImages
@@ -14,10 +14,10 @@ from image.prior_stage import ImagePriorTrainer
 from priors.codes import extract_codes, from_prior_grid, to_prior_grid
 
 
-def _vqvae(k=16, likelihood="categorical", num_codebooks=1):
+def _vqvae(k=16, likelihood="categorical", groups=1):
     torch.manual_seed(0)
     return ImageVQVAE(ImageModelConfig(hidden_channels=8, residual_channels=4, likelihood=likelihood),
-                      QuantizerConfig(codebook_size=k, code_dim=4, num_codebooks=num_codebooks)).eval()
+                      QuantizerConfig(codebook_size=k, code_dim=4, groups=groups)).eval()
 
 
 def test_prior_refuses_a_vqvae_with_another_codebook_size_or_other_weights():
@@ -34,7 +34,7 @@ def test_code_grids_put_the_codebooks_of_a_position_side_by_side():
     grid = to_prior_grid(codes)
     assert grid.shape == (2, 3, 20) and grid[0, 0, :5].tolist() == codes[0, 0, 0].tolist()
     assert torch.equal(from_prior_grid(grid, 5), codes)
-    vqvae = _vqvae(num_codebooks=2)
+    vqvae = _vqvae(groups=2)
     data = TensorImages(torch.rand(5, 3, 8, 8))
     extracted, labels = extract_codes(vqvae, data, 0, torch.device("cpu"))
     assert extracted.shape == (5, 2, 4) and labels.tolist() == [-1] * 5
@@ -54,7 +54,7 @@ def test_bits_per_dim_equals_the_hand_computation_for_uniform_models():
     cfg.prior.channels, cfg.prior.num_layers = 8, 2
     cfg.train.device = "cpu"
     cfg.tracking.enabled = False
-    trainer = ImagePriorTrainer(cfg, vqvae, "hash", codes, labels, codes, labels, data)
+    trainer = ImagePriorTrainer(cfg, FrozenVQVAE(vqvae, cfg, "hash"), codes, labels, codes, labels, data)
     with torch.no_grad():  # uniform prior over the K = 16 codes
         for p in trainer.model.parameters():
             p.zero_()

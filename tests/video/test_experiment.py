@@ -1,5 +1,6 @@
 """``experiments/run.py video`` end to end into tmp_path, the prior's checks of its VQ-VAE, and every video YAML."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ def test_fast_config_runs_end_to_end_into_tmp_path(tmp_path):
     prior_ckpt = read_checkpoint(out / "prior" / "checkpoints" / "latest.pt")
     assert prior_ckpt["step"] == 4 and prior_ckpt["codebook_size"] == 16 and tuple(prior_ckpt["grid"]) == (4, 4)
     assert prior_ckpt["action_names"] == ["turn_left", "turn_right", "move_forward"]
-    assert (out / "prior" / "codes" / "train.pt").is_file() and list((out / "episodes").glob("*/manifest.json"))
+    assert (out / "codes" / "train.pt").is_file() and list((out / "episodes").glob("*/manifest.json"))
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = {r.data.params["stage"]: r for r in client.search_runs([client.get_experiment_by_name("vqvae-video")
@@ -77,11 +78,12 @@ def test_fast_config_runs_end_to_end_into_tmp_path(tmp_path):
     assert again["generate/psnr_true_actions_mean"] == pytest.approx(metrics["generate/psnr_true_actions_mean"])
 
     # the prior refuses a VQ-VAE of other weights or another latent grid
-    vqvae, vqvae_hash = load_frame_vqvae(out / "vqvae" / "checkpoints" / "latest.pt", torch.device("cpu"))
+    frozen = load_frame_vqvae(out / "vqvae" / "checkpoints" / "latest.pt", torch.device("cpu"))
+    other = dataclasses.replace(frozen, vqvae_hash="other")
     with pytest.raises(ValueError, match="prior's vqvae_hash"):
-        load_prior(out / "prior" / "checkpoints" / "latest.pt", vqvae, "other", (4, 4), torch.device("cpu"))
+        load_prior(out / "prior" / "checkpoints" / "latest.pt", other, (4, 4), torch.device("cpu"))
     with pytest.raises(ValueError, match="prior's grid"):
-        load_prior(out / "prior" / "checkpoints" / "latest.pt", vqvae, vqvae_hash, (8, 8), torch.device("cpu"))
+        load_prior(out / "prior" / "checkpoints" / "latest.pt", frozen, (8, 8), torch.device("cpu"))
 
 
 def test_paper_config_runs_a_few_steps_of_every_stage(tmp_path):

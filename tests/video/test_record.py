@@ -19,7 +19,7 @@ class CountingEnv:
     """A fake environment whose frame shows the step count and the last action; episodes end after ``end`` steps."""
 
     def __init__(self, end=100):
-        self.cfg = VideoEnvConfig(env_id="Counting-v0", frame_size=4)
+        self.env_cfg = VideoEnvConfig(env_id="Counting-v0", frame_size=4)
         self.num_actions, self.end = 3, end
 
     def _frame(self, value):

@@ -5,11 +5,12 @@ import math
 import pytest
 import torch
 
+from core.checkpoint import FrozenVQVAE
 from core.config import QuantizerConfig
 from image.config import ImageConfig, ImageModelConfig
 from image.data import TensorImages
 from image.hierarchy import HierarchicalVQVAE
-from image.hierarchy_prior import HierarchicalPriorTrainer, level_codes, sample_hierarchical
+from image.hierarchical_prior_stage import HierarchicalPriorTrainer, level_codes, sample_hierarchical
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -32,7 +33,7 @@ def _trainer(tmp_path, vqvae, data, attention=0):
     cfg.prior.top_attention_blocks, cfg.prior.attention_heads = attention, 2
     cfg.train.device, cfg.train.output_dir = "cpu", str(tmp_path / "out")
     cfg.tracking.enabled = False
-    return HierarchicalPriorTrainer(cfg, vqvae, "hash", codes, labels, codes, labels, data), codes
+    return HierarchicalPriorTrainer(cfg, FrozenVQVAE(vqvae, cfg, "hash"), codes, labels, codes, labels, data), codes
 
 
 def test_codes_of_every_level_and_bits_per_dim_by_hand_for_uniform_models(tmp_path):

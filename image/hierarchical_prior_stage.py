@@ -17,18 +17,17 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from core.checkpoint import check_fits, load_frozen
-from core.config import from_dict, stage_train_config, to_dict
+from core.checkpoint import FrozenVQVAE
 from core.files import keyed_cache
-from core.trainer import Trainer, seed_everything
+from core.pipeline import PriorTrainer, load_prior
 from image.config import ImageConfig
 from image.hierarchy import HierarchicalVQVAE
 from image.media import sample_grid
+from image.prior_stage import read_image_config
 from priors.codes import EXTRACT_BATCH
 from priors.hierarchical import HierarchicalPrior
 
@@ -60,30 +59,23 @@ def build_prior(cfg: ImageConfig, codebook_size: int, levels: int, num_classes: 
                              top_attention_blocks=p.top_attention_blocks, attention_heads=p.attention_heads)
 
 
-class HierarchicalPriorTrainer(Trainer):
+class HierarchicalPriorTrainer(PriorTrainer):
     """Stage "prior" for ``model.levels > 1``: fits every level's prior (the sum of the levels' mean NLLs per code;
     disjoint parameters) and logs the module docstring's metrics."""
 
-    def __init__(self, cfg: ImageConfig, vqvae: HierarchicalVQVAE, vqvae_hash: str, train_codes: list[torch.Tensor],
+    def __init__(self, cfg: ImageConfig, frozen: FrozenVQVAE, train_codes: list[torch.Tensor],
                  train_labels: torch.Tensor, val_codes: list[torch.Tensor], val_labels: torch.Tensor, val_dataset):
-        self.image_cfg = cfg
-        self.vqvae, self.vqvae_hash = vqvae, vqvae_hash
+        vqvae = frozen.model
         self.val_codes, self.val_labels, self.val_dataset = val_codes, val_labels, val_dataset
         labelled = cfg.prior.class_conditional and train_labels.min() >= 0
         self.num_classes = int(train_labels.max()) + 1 if labelled else 0
         self.grids = [tuple(c.shape[1:]) for c in train_codes]
-        seed_everything(cfg.prior.train.seed)
-        prior = build_prior(cfg, vqvae.codebook_size, vqvae.levels, self.num_classes)
-        super().__init__(prior, TensorDataset(*train_codes, train_labels),
-                         stage_train_config(cfg.prior.train, cfg.train), cfg.tracking, to_dict(cfg), name="prior")
-
-    def checkpoint_extra(self) -> dict[str, Any]:
-        return {"vqvae_hash": self.vqvae_hash, "codebook_size": self.vqvae.codebook_size, "levels": self.vqvae.levels,
-                "grids": self.grids, "num_classes": self.num_classes}
-
-    def extra_params(self) -> dict[str, Any]:
-        return {"derived.vqvae_hash": self.vqvae_hash, "derived.prior_grids": self.grids,
-                "derived.prior_classes": self.num_classes, "derived.code_items": len(self.train_dataset)}
+        super().__init__(cfg, frozen, lambda: build_prior(cfg, vqvae.codebook_size, vqvae.levels, self.num_classes),
+                         TensorDataset(*train_codes, train_labels),
+                         fits={"codebook_size": vqvae.codebook_size, "levels": vqvae.levels, "grids": self.grids,
+                               "num_classes": self.num_classes},
+                         derived={"prior_grids": self.grids, "prior_classes": self.num_classes,
+                                  "code_items": len(train_labels)})
 
     def _cond(self, labels: torch.Tensor) -> torch.Tensor | None:
         return labels if self.num_classes else None
@@ -135,8 +127,8 @@ class HierarchicalPriorTrainer(Trainer):
     @torch.no_grad()
     def log_media(self, step: int) -> None:
         """At the end: a grid of samples, every level drawn top → bottom and decoded."""
-        images = sample_hierarchical(self.model, self.vqvae, self.grids, self.image_cfg.prior.samples,
-                                     self.num_classes, self.image_cfg.prior.temperature, self.cfg.seed, self.device)
+        images = sample_hierarchical(self.model, self.vqvae, self.grids, self.cfg.prior.samples,
+                                     self.num_classes, self.cfg.prior.temperature, self.train_cfg.seed, self.device)
         self.tracker.log_image(sample_grid(images), f"samples/step_{step:07d}.png")
         self.model.train()
 
@@ -152,15 +144,13 @@ def sample_hierarchical(prior: HierarchicalPrior, vqvae: HierarchicalVQVAE, grid
     return vqvae.decode(codes).clamp(0, 1)
 
 
-def load_hierarchical_prior(path: str | Path, vqvae: HierarchicalVQVAE, vqvae_hash: str, device: torch.device):
-    """The prior of a checkpoint, refused unless fitted to ``vqvae`` (codebook size, levels, weight hash).
+def load_hierarchical_prior(path: str | Path, frozen: FrozenVQVAE, device: torch.device):
+    """The prior of a checkpoint, refused unless fitted to ``frozen`` (codebook size, levels, weight hash).
 
     Returns ``(prior in eval mode, its grids (bottom first), its number of classes)``.
     """
-    def build(payload: dict) -> HierarchicalPrior:
-        check_fits(payload, {"codebook_size": vqvae.codebook_size, "levels": vqvae.levels, "vqvae_hash": vqvae_hash})
-        return build_prior(from_dict(ImageConfig, payload["config"]), payload["codebook_size"], payload["levels"],
-                           payload["num_classes"])
-
-    prior, payload, _ = load_frozen(path, build, device)
+    vqvae = frozen.model
+    prior, payload = load_prior(path, frozen, {"codebook_size": vqvae.codebook_size, "levels": vqvae.levels},
+                                lambda p: build_prior(read_image_config(p["config"]), p["codebook_size"], p["levels"],
+                                                      p["num_classes"]), device)
     return prior, [tuple(g) for g in payload["grids"]], payload["num_classes"]

@@ -1,0 +1,101 @@
+"""Stage "generate" of the video experiment: futures generated from real frames under the true, shuffled and fixed
+actions on held-out episodes, scored per step against the environment's truth.
+
+Axis legend: N frames or windows, G given frames, F generated frames, h w latent grid.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.pipeline import prior_checkpoint
+from core.tracking import stage_tracker
+from video.config import VideoConfig
+from video.data import FrameDataset
+from video.envs import action_index
+from video.evaluate import build_windows, evaluate_generation
+from video.media import curves_figure, gif_frames, strip, write_gif
+from video.prior_stage import latent_grid, load_checked_vqvae, load_prior, split_codes
+from video.splits import Splits
+
+
+def _table(curves: dict[str, np.ndarray], metric: str) -> str:
+    """One line per curve whose name starts with ``metric + "_"`` (``psnr``, ``moving/ssim``…): per step, then the
+    mean over the steps (NaN steps left out)."""
+    rows = [(name[len(metric) + 1:], values) for name, values in curves.items() if name.startswith(metric + "_")]
+    steps = len(rows[0][1])
+    head = f"{metric.upper():>30} " + " ".join(f"{i:>6d}" for i in range(1, steps + 1)) + "    mean"
+    lines = [head] + [f"{name:>30} " + " ".join(f"{v:6.3f}" if "ssim" in metric else f"{v:6.2f}" for v in values) +
+                      f"  {np.nanmean(values):6.3f}" for name, values in rows]
+    return "\n".join(lines)
+
+
+@torch.no_grad()
+def _vqvae_psnr(vqvae, frames: FrameDataset, device: torch.device) -> float:
+    """Mean per-frame PSNR (dB) of the frame VQ-VAE's reconstructions of held-out frames."""
+    from core.metrics import psnr
+
+    total, count = 0.0, 0
+    for start in range(0, len(frames), 256):
+        x = torch.stack([frames[i][0] for i in range(start, min(start + 256, len(frames)))]).to(device)
+        x_hat = vqvae(x).x_hat.clamp(0, 1)
+        total += float(psnr(x, x_hat)) * len(x)
+        count += len(x)
+    return total / max(count, 1)
+
+
+def run_generate(cfg: VideoConfig, splits: Splits, device: torch.device) -> dict[str, float]:
+    """Stage "generate": 10 frames from 6 real ones under the true, shuffled and fixed actions on held-out episodes;
+    per-step PSNR/SSIM as ``generate/*`` metrics (step = generated frame 1..F), gif strips as artifacts."""
+    p = cfg.prior
+    frozen = load_checked_vqvae(cfg, device)
+    vqvae = frozen.model
+    prior, payload = load_prior(prior_checkpoint(cfg), frozen, latent_grid(cfg, vqvae), device)
+    if payload["action_names"] != splits.action_names:
+        raise ValueError(f"the prior knows actions {payload['action_names']}, the episodes {splits.action_names}")
+    if p.given_frames < prior.context_frames:
+        raise ValueError(f"prior.given_frames ({p.given_frames}) < the prior's context frames ({prior.context_frames})")
+    fixed = {name: action_index(splits.action_names, name) for name in p.fixed_actions}
+    val_codes = split_codes(cfg, splits.val, "val", frozen, device, splits.key)
+    windows = build_windows(splits.val, val_codes, p.given_frames, p.generated_frames, p.eval_stride, p.eval_windows)
+    curves, media = evaluate_generation(prior, vqvae, windows, cfg.env, splits.val, fixed, p.temperature,
+                                        p.train.seed, p.eval_samples, p.moving_threshold_db)
+    recon_psnr = _vqvae_psnr(vqvae, FrameDataset(splits.val, max_items=cfg.data.val_frames), device)
+
+    tracker = stage_tracker(cfg.tracking, "generate", cfg, {
+        "derived.vqvae_hash": frozen.vqvae_hash, "derived.prior_checkpoint": str(prior_checkpoint(cfg)),
+        "derived.eval_windows": len(windows.starts), "derived.action_names": splits.action_names})
+    for step in range(p.generated_frames):
+        tracker.log_metrics({f"generate/{name}": float(values[step]) for name, values in curves.items()
+                             if np.isfinite(values[step])}, step + 1)
+    means = {f"generate/{name}_mean": float(np.nanmean(values)) for name, values in curves.items()}
+    metrics = {**means, "generate/vqvae_psnr": recon_psnr, "generate/windows": float(len(windows.starts))}
+    tracker.log_metrics(metrics, p.generated_frames)
+    out_dir = Path(cfg.train.output_dir) / "generate"
+    shown = slice(0, p.media_examples)
+    for name, (given, generated, truth) in media.items():
+        truth = None if truth is None else truth[shown]
+        # the recorded actions' pictures also show the same windows under shuffled actions, below / to the right
+        shuffled = media["shuffled_actions"][1][shown] if name == "true_actions" else None
+        tracker.log_image(strip(given[shown], generated[shown], truth, shuffled), f"strips/{name}.png")
+        gif = write_gif(gif_frames(given[shown], generated[shown], truth, shuffled),
+                        out_dir / "gifs" / f"{name}.gif")
+        tracker.log_artifact(gif, "gifs")
+    import matplotlib.pyplot as plt
+
+    for metric in ("psnr", "ssim"):
+        fig = curves_figure(curves, metric, p.eval_samples)
+        tracker.log_figure(fig, f"curves/{metric}_per_step.png")
+        plt.close(fig)
+    tracker.end()
+    print(f"\ngeneration on {len(windows.starts)} held-out windows: {p.given_frames} given frames, "
+          f"{p.generated_frames} generated (temperature {p.temperature}); frame VQ-VAE PSNR on held-out frames "
+          f"{recon_psnr:.2f} dB")
+    for metric in ("psnr", "ssim", "moving/psnr", "moving/ssim"):
+        print(_table(curves, metric))
+    print("moving fraction per step: " + " ".join(f"{v:.2f}" for v in curves["moving_fraction"]))
+    print(f"MLflow UI: {tracker.ui_command()}")
+    return metrics
