@@ -68,7 +68,8 @@ def _synthesis(settings: MelSettings, device: str):
 
 
 def log_mel(waveform: torch.Tensor, settings: MelSettings) -> torch.Tensor:
-    """Log-mel spectrogram ``[B, M, N]`` (natural log of amplitudes) of ``waveform [B, T]``, ``N = T // hop``.
+    """Log-mel spectrogram ``[B, M, N]`` (natural log of amplitudes) of ``waveform [B, T]``, ``N = T // hop``;
+    float32 (computed outside any autocast region).
 
     Raises:
         ValueError: unless ``waveform`` is a float ``[B, T]`` with ``T ≥ hop``.
@@ -77,8 +78,9 @@ def log_mel(waveform: torch.Tensor, settings: MelSettings) -> torch.Tensor:
         raise ValueError(f"waveform must be a float tensor [B, T] with T >= {settings.hop}, got {waveform.dtype} "
                          f"{tuple(waveform.shape)}")
     frames = waveform.shape[1] // settings.hop
-    mel = _analysis(settings, str(waveform.device))(waveform.float())[..., :frames]  # [B, M, N]
-    return torch.log(mel.clamp_min(LOG_FLOOR))
+    with torch.autocast(waveform.device.type, enabled=False):  # float32 under a bf16 run too (a target, a feature)
+        mel = _analysis(settings, str(waveform.device))(waveform.float())[..., :frames]  # [B, M, N]
+        return torch.log(mel.clamp_min(LOG_FLOOR))
 
 
 @torch.no_grad()

@@ -155,3 +155,13 @@ def test_decode_as_pads_to_whole_codes_and_cuts_back_for_every_speaker():
     codes = model.encode(padded)
     by_hand = model.decode(codes.expand(2, -1), torch.tensor([0, 2]))[:, :660]
     assert torch.equal(out, by_hand)
+
+
+def test_log_mel_is_float32_and_unchanged_under_bf16_autocast():
+    # the log-mel frames are the decoder's target and the encoder's input: a bf16 run must not round them
+    settings = MelSettings(hop=64, n_fft=256, n_mels=20)
+    wave = torch.randn(2, 1024) * 0.1
+    plain = log_mel(wave, settings)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = log_mel(wave, settings)
+    assert mixed.dtype == torch.float32 and torch.equal(mixed, plain)
