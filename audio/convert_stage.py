@@ -24,6 +24,7 @@ import random
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from audio.clips import decode_as
 from audio.config import AudioConfig
@@ -114,7 +115,7 @@ def convert_sentences(model, sources: list, speakers: list[str], max_seconds: fl
     limit = int(max_seconds * model.mel_settings.sample_rate) or None
     real, resynth, decoded = [], [], []
     every = torch.arange(len(speakers), device=device)
-    for u in sources:
+    for u in tqdm(sources, desc="converting", unit="sentence", disable=None, leave=False):
         wave = u.waveform[:limit]
         decoded.append(decode_as(model, wave, every, temperature, gen))
         real.append(wave)

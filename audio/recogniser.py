@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 RECOGNISER_RATE = 16000  # Hz, the acoustic model's rate
 
@@ -104,5 +105,6 @@ class SpeechRecogniser:
 
     def word_errors(self, waveforms: list, texts: list[str]) -> tuple[WordErrors, list[str]]:
         """Transcribe every waveform and score it against its sentence: ``(pooled errors, transcripts)``."""
-        heard = [self.transcribe(w) for w in waveforms]
+        heard = [self.transcribe(w) for w in tqdm(waveforms, desc="recognising", unit="clip", disable=None,
+                                                  leave=False)]
         return word_errors(texts, heard), heard

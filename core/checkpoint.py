@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from core.config import same_value
+from core.config import migrate_stored, same_value
 from core.files import atomic_save
 
 LATEST = "latest.pt"
@@ -142,6 +142,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path} is not a readable checkpoint: {type(exc).__name__}: {exc}") from exc
     if not isinstance(payload, dict) or not {"model", "step", "config"} <= set(payload):
         raise ValueError(f"{path} is not a checkpoint of this suite (missing model/step/config)")
+    payload["config"] = migrate_stored(payload["config"])  # keys renamed since it was written
     return payload
 
 

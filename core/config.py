@@ -372,5 +372,23 @@ def from_dict(cls: type, values: dict) -> Any:
     return _build(cls, values)
 
 
+def migrate_stored(values: Any) -> Any:
+    """A stored config (nested dict, e.g. a checkpoint's) with the entries of renamed keys under their names now
+    (``quantizer.num_codebooks`` → ``quantizer.groups``), so that checkpoints written before a rename still load
+    and resume; a config a user writes is refused with the old name instead (:func:`load_config`)."""
+    if not isinstance(values, dict):
+        return values
+    out = {k: migrate_stored(v) for k, v in values.items()}
+    for old, new in _STORED_RENAMES.items():
+        if old in out and new not in out:
+            out[new] = out.pop(old)
+    return out
+
+
+# every RENAMED entry of the config classes, for stored configs (whose sections are plain dicts)
+_STORED_RENAMES = dict(QuantizerConfig.RENAMED)
+
+
 __all__ = ["ConfigError", "QuantizerConfig", "TrackingConfig", "TrainConfig", "apply_overrides", "check_limits",
-           "config_changes", "flatten", "from_dict", "load_config", "resumable", "same_value", "to_dict"]
+           "config_changes", "flatten", "from_dict", "load_config", "migrate_stored", "resumable", "same_value",
+           "to_dict"]

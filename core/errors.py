@@ -11,5 +11,9 @@ class RunError(RuntimeError):
     """A run cannot start or go on (output folder in use, nothing to resume, tracking store unreachable, …)."""
 
 
+class DiskFullError(RunError):
+    """A file could not be written for lack of space; nothing half-written was left and the previous file is kept."""
+
+
 # what experiments/run.py reports as one line: the suite's own errors and the bad-input errors its checks raise
 USER_ERRORS = (RunError, ValueError, OSError)

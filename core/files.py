@@ -2,18 +2,23 @@
 
 An atomic write goes into a temporary file in the target's folder, is flushed to disk, and is renamed over the
 target (``os.replace``), so a killed run leaves either the old file or the new one, never half of one; the temporary
-file is removed when writing fails. The keyed cache stores a value with the key it was computed for and hands it back
+file is removed when writing fails, and a write that fails for lack of space raises
+:class:`~core.errors.DiskFullError` naming the file and the free space. The keyed cache stores a value with the key it was computed for and hands it back
 only for an equal key; it is read with ``torch.load(weights_only=True)``, so a cache file cannot run code.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 import torch
+
+from core.errors import DiskFullError
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
@@ -31,11 +36,42 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if _out_of_space(exc, path.parent):
+            raise DiskFullError(f"no space left on device writing {path} ({_free(path.parent)} free); nothing "
+                                f"half-written was left and the previous {path.name}, if any, is kept: free some "
+                                "space and continue with --resume") from exc
         raise
     return path
+
+
+# what torch's zip writer raises when a write comes up short (it hides the operating system's errno)
+_SHORT_WRITE = ("unexpected pos", "file write failed", "PytorchStreamWriter failed writing")
+_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+LOW_SPACE = 64 * 2**20  # bytes: below this, a failed write is put down to the full disk
+
+
+def _out_of_space(exc: BaseException, folder: Path) -> bool:
+    """Whether a failed write ran out of space: an ``ENOSPC``/``EDQUOT`` error, or torch's short-write error on a
+    filesystem with less than :data:`LOW_SPACE` left."""
+    for err in (exc, exc.__cause__, exc.__context__):
+        if isinstance(err, OSError) and err.errno in _SPACE_ERRNOS:
+            return True
+    if isinstance(exc, RuntimeError) and any(s in str(exc) for s in _SHORT_WRITE):
+        try:
+            return shutil.disk_usage(folder).free < LOW_SPACE
+        except OSError:
+            return False
+    return False
+
+
+def _free(folder: Path) -> str:
+    try:
+        return f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB"
+    except OSError:
+        return "unknown space"
 
 
 def atomic_save(path: str | Path, obj: Any) -> Path:

@@ -91,7 +91,8 @@ class ImageAdapter(PipelineAdapter):
 
 def run_reconstruct(ctx: StageContext) -> dict[str, float]:
     """Stage "reconstruct": ``decode(encode(x))`` of the user's images at ``--input`` with the run's VQ-VAE,
-    tile by tile (tiles of ``data.crop_size``); side-by-side PNGs in ``<output_dir>/reconstruct``.
+    in one convolutional pass computed window by window (:func:`image.reconstruct.reconstruct_whole`, blocks of
+    ``data.crop_size``); side-by-side PNGs in ``<output_dir>/reconstruct``.
 
     Returns ``{"psnr/<file name>": dB, …, "psnr_mean": mean over images}``.
 

@@ -1,10 +1,11 @@
-"""``decode(encode(x))`` of whole photographs, tile by tile: the ``reconstruct`` stage and the full-image pictures.
+"""``decode(encode(x))`` of whole photographs in one convolutional pass (window by window, without seams): the
+``reconstruct`` stage and the full-image pictures.
 
 ``python experiments/run.py image --stage reconstruct --input PATH_OR_FOLDER`` reads every image file at the path
 (a file, or the images directly inside a folder), reconstructs it with the run's trained VQ-VAE, writes
 ``<output_dir>/reconstruct/<name>.png`` (original left, reconstruction right) and prints the PSNR per image.
 
-Axis legend: C channels (3, RGB), H W image height and width, T tile side (the training crop size).
+Axis legend: C channels (3, RGB), H W image height and width, T block side (the training crop size), m margin.
 """
 
 from __future__ import annotations
@@ -51,25 +52,35 @@ def image_files(path: str | Path) -> list[Path]:
 
 
 @torch.no_grad()
-def reconstruct_tiled(model, x: torch.Tensor, tile: int) -> torch.Tensor:
-    """Reconstruction of one whole image ``x: [3, H, W]`` in [0, 1], cut into ``tile × tile`` tiles that are
-    encoded and decoded independently (as the training crops were); clamped to [0, 1], same shape.
+def reconstruct_whole(model, x: torch.Tensor, tile: int, margin: int | None = None) -> torch.Tensor:
+    """Reconstruction of one whole image ``x: [3, H, W]`` in [0, 1] as one convolutional pass over the image,
+    computed window by window to bound memory; clamped to [0, 1], same shape.
 
-    The image is padded at the bottom and right (edge replication) to whole tiles; the padding is cut off again.
+    Each ``tile × tile`` block of the output comes from a window that extends ``margin`` pixels beyond it on every
+    side (default ``tile``; the image's edges are replicated outward), whose centre is kept: windows start on the
+    model's down-sampling grid, so every window sees the codes the whole image would have there, and where
+    ``margin`` covers the encoder's and decoder's receptive fields the result equals one pass over the whole image
+    (up to float rounding) — no seams at the block edges.
 
     Raises:
-        ValueError: if ``tile`` is not a multiple of the model's down-sampling factor.
+        ValueError: if ``tile`` or ``margin`` is not a multiple of the model's down-sampling factor.
     """
-    if tile % model.side_multiple:
-        raise ValueError(f"tile {tile} must be a multiple of the model's down-sampling factor {model.side_multiple}")
+    margin = tile if margin is None else margin
+    f = model.side_multiple
+    if tile % f or margin % f:
+        raise ValueError(f"tile {tile} and margin {margin} must be multiples of the model's down-sampling factor {f}")
     c, h, w = x.shape
     rows, cols = -(-h // tile), -(-w // tile)
     device = next(model.parameters()).device
-    padded = F.pad(x[None], (0, cols * tile - w, 0, rows * tile - h), mode="replicate")[0]  # [C, rows·T, cols·T]
-    tiles = padded.unfold(1, tile, tile).unfold(2, tile, tile)  # [C, rows, cols, T, T]
-    tiles = tiles.permute(1, 2, 0, 3, 4).reshape(-1, c, tile, tile)  # [rows·cols, C, T, T]
-    out = torch.cat([model.decode(model.encode(tiles[i:i + TILE_BATCH].to(device))).clamp(0, 1).cpu()
-                     for i in range(0, len(tiles), TILE_BATCH)])
+    padded = F.pad(x[None], (margin, cols * tile - w + margin, margin, rows * tile - h + margin),
+                   mode="replicate")[0]  # [C, rows·T + 2m, cols·T + 2m]
+    side = tile + 2 * margin
+    windows = padded.unfold(1, side, tile).unfold(2, side, tile)  # [C, rows, cols, T + 2m, T + 2m]
+    windows = windows.permute(1, 2, 0, 3, 4).reshape(-1, c, side, side)  # [rows·cols, C, T + 2m, T + 2m]
+    batch = max(1, TILE_BATCH * tile * tile // (side * side))
+    out = torch.cat([model.decode(model.encode(windows[i:i + batch].to(device)))[..., margin:margin + tile,
+                                                                             margin:margin + tile].clamp(0, 1).cpu()
+                     for i in range(0, len(windows), batch)])  # [rows·cols, C, T, T]
     out = out.reshape(rows, cols, c, tile, tile).permute(2, 0, 3, 1, 4).reshape(c, rows * tile, cols * tile)
     return out[:, :h, :w]
 
@@ -95,7 +106,7 @@ def reconstruct_files(model, path: str | Path, out_dir: Path, tile: int) -> dict
     images = [read_rgb(f) for f in files]
     scores = {}
     for f, x in zip(files, images):
-        x_hat = reconstruct_tiled(model, x, tile)
+        x_hat = reconstruct_whole(model, x, tile)
         scores[f.name] = psnr_of_mse(float((x_hat - x).square().mean()))
         target = out_dir / f"{f.stem}.png"
         picture = Image.fromarray(side_by_side(x, x_hat))

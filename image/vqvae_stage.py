@@ -15,7 +15,7 @@ from image.data import embedded_images, to_tensor
 from image.hierarchy import HierarchicalOutput, build_image_vqvae
 from image.media import labelled_grid, progressive_grid, usage_histogram
 from image.photos import debian_photos
-from image.reconstruct import reconstruct_tiled, side_by_side
+from image.reconstruct import reconstruct_whole, side_by_side
 from image.scoring import score_reconstructions
 
 GRID_IMAGES = 16
@@ -35,7 +35,7 @@ class ImageVQVAETrainer(Trainer):
     """Stage "vqvae": trains the image VQ-VAE (one level or :mod:`image.hierarchy`) and scores it
     (:mod:`image.scoring`: pooled and per-image PSNR, bicubic resampling beside it, codebook health) on the
     held-out split and on ``extra_val_sets``; ``full_images`` (name, ``[3, H, W]``) are pictured whole, reconstructed
-    in tiles of ``tile`` pixels."""
+    in one pass computed in blocks of ``tile`` pixels (:func:`image.reconstruct.reconstruct_whole`)."""
 
     def __init__(self, cfg: VQVAEStageConfig, train_dataset, val_dataset, variance: float,
                  extra_val_sets: dict | None = None, full_images: list | None = None, tile: int = 0):
@@ -74,7 +74,7 @@ class ImageVQVAETrainer(Trainer):
     def log_media(self, step: int) -> None:
         """Enlarged, labelled crops (originals above reconstructions; with several levels, the reconstructions
         from the top level alone, the top two, …, all levels, each labelled with its PSNR on the crops shown) of each
-        held-out set, whole held-out photos reconstructed tile by tile (original left), and the last evaluation's
+        held-out set, whole held-out photos reconstructed in one pass (original left), and the last evaluation's
         usage histogram of each level."""
         import matplotlib.pyplot as plt
 
@@ -88,7 +88,7 @@ class ImageVQVAETrainer(Trainer):
                 grid = labelled_grid([(f"{name}\noriginal", x), (f"{name}\nreconstruction", x_hat)])
             self.tracker.log_image(grid, f"reconstructions/{name}_step_{step:07d}.png")
         for name, image in self.full_images:
-            x_hat = reconstruct_tiled(self.model, image, self.tile)
+            x_hat = reconstruct_whole(self.model, image, self.tile)
             self.tracker.log_image(side_by_side(image, x_hat), f"reconstructions/full_{name}_step_{step:07d}.png")
         for prefix, usage in self.last_usage.items():
             fig = usage_histogram(usage)
@@ -97,7 +97,7 @@ class ImageVQVAETrainer(Trainer):
         self.model.train()
 
 
-# held-out photos shown whole, reconstructed tile by tile, in the vqvae stage's pictures (embedded source)
+# held-out photos shown whole, reconstructed in one pass, in the vqvae stage's pictures (embedded source)
 FULL_IMAGES = {"val": ("chelsea",), "nature": ("GreenMeadow", "YellowFlower")}
 
 

@@ -83,3 +83,14 @@ def test_checkpoints_hold_only_plain_values_and_load_with_weights_only(tmp_path)
     with pytest.raises(TypeError, match=r"checkpoint\['bad'\] is a numpy"):
         save_checkpoint(tmp_path / "other.pt", model=model, optimizer=None, step=0, config={}, bad=np.float64(1.0))
     assert not (tmp_path / "other.pt").exists()
+
+
+def test_a_checkpoint_written_before_a_rename_reads_with_the_new_key(tmp_path):
+    from core.config import QuantizerConfig, from_dict
+
+    model = torch.nn.Linear(2, 2)
+    old = {"quantizer": {"kind": "ema", "num_codebooks": 2}, "train": {"steps": 3}}
+    save_checkpoint(tmp_path / "c.pt", model=model, optimizer=None, step=3, config=old)
+    stored = read_checkpoint(tmp_path / "c.pt")["config"]
+    assert stored == {"quantizer": {"kind": "ema", "groups": 2}, "train": {"steps": 3}}
+    assert from_dict(QuantizerConfig, stored["quantizer"]).groups == 2

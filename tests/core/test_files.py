@@ -49,3 +49,31 @@ def test_a_damaged_or_code_carrying_cache_file_is_recomputed_not_run(tmp_path):
     assert read_keyed(path, "k") is None
     save_keyed(path, "k", torch.ones(1))
     assert read_keyed(path, "k").tolist() == [1.0]
+
+
+def test_a_write_that_runs_out_of_space_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    from core.errors import DiskFullError
+
+    target = atomic_write_text(tmp_path / "a.txt", "old")
+
+    def no_space(handle):
+        handle.write(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(DiskFullError, match=r"no space left on device writing .*a\.txt \(.* free\)"):
+        atomic_write(target, no_space)
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+
+    def short_write(handle):  # torch's zip writer hides the errno behind this message
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 2883584 vs 2883472")
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(DiskFullError, match="1000 B free|0.0 MiB free"):
+        atomic_write(target, short_write)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(10**12, 10**9, 10**11))
+    with pytest.raises(RuntimeError, match="unexpected pos") as raised:  # plenty of space: some other failure
+        atomic_write(target, short_write)
+    assert not isinstance(raised.value, DiskFullError) and target.read_text() == "old"

@@ -80,3 +80,29 @@ def test_a_crafted_checkpoint_given_to_resume_or_to_the_prior_runs_nothing(tmp_p
     assert run.cli(_args(tmp_path, "--stage", "prior", f"prior.vqvae_checkpoint={crafted}")) == 2
     assert "latest.pt was refused" in _one_line_error(capsys)
     assert not marker.exists()
+
+
+def test_a_full_disk_stops_with_one_line_keeps_the_last_checkpoint_and_resume_continues(tmp_path, monkeypatch,
+                                                                                         capsys):
+    import errno
+
+    import core.files
+
+    original = core.files.torch.save
+    ckpt = tmp_path / "out" / "vqvae" / "checkpoints" / "latest.pt"
+
+    def disk_full_after_step_3(obj, handle):
+        if isinstance(obj, dict) and obj.get("step") == 6:  # the second checkpoint: half written, then no space
+            handle.write(b"PK\x03\x04 partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(obj, handle)
+
+    monkeypatch.setattr(core.files.torch, "save", disk_full_after_step_3)
+    assert run.cli(_args(tmp_path, "--stage", "vqvae", "tracking.enabled=false")) == 2
+    line = _one_line_error(capsys)
+    assert f"no space left on device writing {ckpt}" in line and "MiB free" in line
+    assert read_checkpoint(ckpt)["step"] == 3  # the previous checkpoint is intact
+    assert not list(ckpt.parent.glob(".*.tmp"))  # nothing half-written was left
+    monkeypatch.setattr(core.files.torch, "save", original)
+    assert run.cli(_args(tmp_path, "--stage", "vqvae", "tracking.enabled=false", "--resume")) == 0
+    assert read_checkpoint(ckpt)["step"] == 6

@@ -62,6 +62,30 @@ def test_collectives_gather_every_rank_and_average_gradients_only_some_ranks_rea
     assert not torch.equal(rank0["noise"], rank1["noise"])  # each rank its own random stream
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_nodes_of_one_process_each_rendezvous_and_keep_identical_ranks(tmp_path):
+    # two torchrun agents on this machine as two "nodes" (c10d rendezvous, world size 2), as on two hosts
+    endpoint = f"127.0.0.1:{_free_port()}"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+               "--rdzv-backend=c10d", f"--rdzv-endpoint={endpoint}", "--rdzv-id=two-nodes", str(WORKER),
+               str(tmp_path), "train.steps=4"]
+    agents = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for _ in range(2)]
+    for agent in agents:
+        _, err = agent.communicate(timeout=300)
+        assert agent.returncode == 0, err[-3000:]
+    rank0, rank1 = _states(tmp_path, 2)
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key
+
+
 def test_two_processes_equal_one_process_with_the_combined_batch(tmp_path):
     plain = ["quantizer.data_init=false", "quantizer.dead_code_restart=false", "train.steps=5"]
     _torchrun(2, str(WORKER), str(tmp_path / "two"), *plain)

@@ -1,8 +1,9 @@
-"""Whole-image reconstruction tile by tile, the reconstruct command's files and errors, and the labelled grids."""
+"""Whole-image reconstruction window by window, the reconstruct command's files and errors, and the labelled grids."""
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from core.config import QuantizerConfig
@@ -14,7 +15,7 @@ from image.reconstruct import (
     image_files,
     read_rgb,
     reconstruct_files,
-    reconstruct_tiled,
+    reconstruct_whole,
     side_by_side,
 )
 
@@ -26,14 +27,21 @@ def model():
                       QuantizerConfig(kind="ema", codebook_size=16, code_dim=4, beta=0.25)).eval()
 
 
-def test_tiles_are_reconstructed_independently_and_padding_is_cut_off(model):
-    x = torch.rand(3, 40, 24)  # 2 × 2 tiles of 16 after padding the bottom rows... and 24 → 32 columns
-    out = reconstruct_tiled(model, x, tile=16)
+def test_window_by_window_equals_one_pass_over_the_whole_image(model):
+    x = torch.rand(3, 40, 24)  # 3 × 2 blocks of 16 after padding: 40 → 48 rows, 24 → 32 columns
+    out = reconstruct_whole(model, x, tile=16, margin=32)
     assert out.shape == x.shape and 0 <= float(out.min()) and float(out.max()) <= 1
-    tile = x[:, 16:32, 0:16][None]  # a whole interior tile: the same as reconstructing it alone
-    assert torch.allclose(out[:, 16:32, 0:16], model.decode(model.encode(tile))[0].clamp(0, 1), atol=1e-6)
-    with pytest.raises(ValueError, match="multiple of the model's down-sampling factor 4"):
-        reconstruct_tiled(model, x, tile=10)
+    # one pass over the whole image (its edges replicated outward as the windows see them): no seams
+    padded = F.pad(x[None], (32, 32 + 8, 32, 32 + 8), mode="replicate")
+    whole = model.decode(model.encode(padded))[0, :, 32:32 + 40, 32:32 + 24].clamp(0, 1)
+    torch.testing.assert_close(out, whole, atol=1e-5, rtol=0)
+    # blocks encoded alone (no margin) are not the whole pass: the margin is what removes the seams
+    alone = reconstruct_whole(model, x, tile=16, margin=0)
+    assert (alone - whole).abs().max() > 1e-2
+    with pytest.raises(ValueError, match="multiples of the model's down-sampling factor 4"):
+        reconstruct_whole(model, x, tile=10)
+    with pytest.raises(ValueError, match="multiples of the model's down-sampling factor 4"):
+        reconstruct_whole(model, x, tile=16, margin=6)
 
 
 def test_reconstruct_files_writes_side_by_side_pngs_and_returns_psnr(model, tmp_path, capsys):
@@ -46,7 +54,7 @@ def test_reconstruct_files_writes_side_by_side_pngs_and_returns_psnr(model, tmp_
     scores = reconstruct_files(model, folder, tmp_path / "out", tile=16)
     assert sorted(scores) == ["a.png", "b.jpg"]
     x = read_rgb(folder / "a.png")
-    assert scores["a.png"] == pytest.approx(psnr_of_mse(float((reconstruct_tiled(model, x, 16) - x).square().mean())))
+    assert scores["a.png"] == pytest.approx(psnr_of_mse(float((reconstruct_whole(model, x, 16) - x).square().mean())))
     picture = np.asarray(Image.open(tmp_path / "out" / "a.png"))
     assert picture.shape == (20, 2 * 36 + 4, 3)
     assert np.array_equal(picture[:, :36], (x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
