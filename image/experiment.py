@@ -91,8 +91,8 @@ class ImageAdapter(PipelineAdapter):
 
 def run_reconstruct(ctx: StageContext) -> dict[str, float]:
     """Stage "reconstruct": ``decode(encode(x))`` of the user's images at ``--input`` with the run's VQ-VAE,
-    in one convolutional pass computed window by window (:func:`image.reconstruct.reconstruct_whole`, blocks of
-    ``data.crop_size``); side-by-side PNGs in ``<output_dir>/reconstruct``.
+    from blended half-shifted tilings of ``data.crop_size`` tiles (:func:`image.reconstruct.reconstruct_whole`: no
+    tile grid); side-by-side PNGs in ``<output_dir>/reconstruct``.
 
     Returns ``{"psnr/<file name>": dB, …, "psnr_mean": mean over images}``.
 

@@ -1,11 +1,11 @@
-"""``decode(encode(x))`` of whole photographs in one convolutional pass (window by window, without seams): the
-``reconstruct`` stage and the full-image pictures.
+"""``decode(encode(x))`` of whole photographs without a tile grid (tiles in four half-shifted tilings, blended):
+the ``reconstruct`` stage and the full-image pictures.
 
 ``python experiments/run.py image --stage reconstruct --input PATH_OR_FOLDER`` reads every image file at the path
 (a file, or the images directly inside a folder), reconstructs it with the run's trained VQ-VAE, writes
 ``<output_dir>/reconstruct/<name>.png`` (original left, reconstruction right) and prints the PSNR per image.
 
-Axis legend: C channels (3, RGB), H W image height and width, T block side (the training crop size), m margin.
+Axis legend: C channels (3, RGB), H W image height and width, T tile side (the training crop size).
 """
 
 from __future__ import annotations
@@ -51,38 +51,57 @@ def image_files(path: str | Path) -> list[Path]:
     return files
 
 
-@torch.no_grad()
-def reconstruct_whole(model, x: torch.Tensor, tile: int, margin: int | None = None) -> torch.Tensor:
-    """Reconstruction of one whole image ``x: [3, H, W]`` in [0, 1] as one convolutional pass over the image,
-    computed window by window to bound memory; clamped to [0, 1], same shape.
+def _tile_weight(tile: int) -> torch.Tensor:
+    """``[T, T]`` product of triangles peaking at the tile's centre: copies shifted by half a tile sum to 1."""
+    i = torch.arange(tile, dtype=torch.float32)
+    ramp = 1.0 - (2.0 * (i + 0.5) / tile - 1.0).abs()  # [T]
+    return ramp[:, None] * ramp[None, :]
 
-    Each ``tile × tile`` block of the output comes from a window that extends ``margin`` pixels beyond it on every
-    side (default ``tile``; the image's edges are replicated outward), whose centre is kept: windows start on the
-    model's down-sampling grid, so every window sees the codes the whole image would have there, and where
-    ``margin`` covers the encoder's and decoder's receptive fields the result equals one pass over the whole image
-    (up to float rounding) — no seams at the block edges.
+
+@torch.no_grad()
+def _tiles_decoded(model, region: torch.Tensor, tile: int, device) -> torch.Tensor:
+    """``decode(encode(·))`` of every ``tile × tile`` tile of ``region [C, r·T, c·T]``, clamped to [0, 1], put back in
+    place: ``[C, r·T, c·T]``."""
+    c, height, width = region.shape
+    rows, cols = height // tile, width // tile
+    tiles = region.unfold(1, tile, tile).unfold(2, tile, tile)  # [C, rows, cols, T, T]
+    tiles = tiles.permute(1, 2, 0, 3, 4).reshape(-1, c, tile, tile)  # [rows·cols, C, T, T]
+    out = torch.cat([model.decode(model.encode(tiles[i:i + TILE_BATCH].to(device))).clamp(0, 1).cpu()
+                     for i in range(0, len(tiles), TILE_BATCH)])
+    return out.reshape(rows, cols, c, tile, tile).permute(2, 0, 3, 1, 4).reshape(c, height, width)
+
+
+@torch.no_grad()
+def reconstruct_whole(model, x: torch.Tensor, tile: int) -> torch.Tensor:
+    """Reconstruction of one whole image ``x: [3, H, W]`` in [0, 1] without a tile grid; same shape, in [0, 1].
+
+    The model sees ``tile × tile`` tiles, as in training, in four tilings shifted by half a tile (0 or T/2 down and
+    across); every pixel is the average of the four tiles that cover it, weighted by a triangle in each direction
+    that peaks at the tile's centre and vanishes at its edges (the four weights sum to 1). A tile's edge, where its
+    reconstruction is least sure of its context, so carries no weight, and no seam is left (each tiling's seams fall
+    where the others' tiles are centred). The image's edges are replicated outward by half a tile.
 
     Raises:
-        ValueError: if ``tile`` or ``margin`` is not a multiple of the model's down-sampling factor.
+        ValueError: if ``tile`` is not an even multiple of the model's down-sampling factor.
     """
-    margin = tile if margin is None else margin
     f = model.side_multiple
-    if tile % f or margin % f:
-        raise ValueError(f"tile {tile} and margin {margin} must be multiples of the model's down-sampling factor {f}")
+    if tile % f or tile % 2:
+        raise ValueError(f"tile {tile} must be an even multiple of the model's down-sampling factor {f}")
     c, h, w = x.shape
-    rows, cols = -(-h // tile), -(-w // tile)
+    half = tile // 2
     device = next(model.parameters()).device
-    padded = F.pad(x[None], (margin, cols * tile - w + margin, margin, rows * tile - h + margin),
-                   mode="replicate")[0]  # [C, rows·T + 2m, cols·T + 2m]
-    side = tile + 2 * margin
-    windows = padded.unfold(1, side, tile).unfold(2, side, tile)  # [C, rows, cols, T + 2m, T + 2m]
-    windows = windows.permute(1, 2, 0, 3, 4).reshape(-1, c, side, side)  # [rows·cols, C, T + 2m, T + 2m]
-    batch = max(1, TILE_BATCH * tile * tile // (side * side))
-    out = torch.cat([model.decode(model.encode(windows[i:i + batch].to(device)))[..., margin:margin + tile,
-                                                                             margin:margin + tile].clamp(0, 1).cpu()
-                     for i in range(0, len(windows), batch)])  # [rows·cols, C, T, T]
-    out = out.reshape(rows, cols, c, tile, tile).permute(2, 0, 3, 1, 4).reshape(c, rows * tile, cols * tile)
-    return out[:, :h, :w]
+    rows, cols = -(-(h + half) // tile) + 1, -(-(w + half) // tile) + 1  # tiles of the unshifted tiling
+    padded = F.pad(x[None], (half, cols * tile - w - half, half, rows * tile - h - half), mode="replicate")[0]
+    weight = _tile_weight(tile)
+    total = torch.zeros(c, rows * tile, cols * tile)
+    for dy in (0, half):
+        for dx in (0, half):
+            region = padded[:, dy:dy + (rows - 1) * tile, dx:dx + (cols - 1) * tile] if (dy or dx) else padded
+            r, k = region.shape[1] // tile, region.shape[2] // tile
+            region = region[:, :r * tile, :k * tile]
+            total[:, dy:dy + r * tile, dx:dx + k * tile] += _tiles_decoded(model, region, tile, device) * \
+                weight.repeat(r, k)
+    return total[:, half:half + h, half:half + w].clamp(0, 1)
 
 
 def side_by_side(x: torch.Tensor, x_hat: torch.Tensor, gap: int = 4) -> np.ndarray:

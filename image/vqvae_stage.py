@@ -35,7 +35,7 @@ class ImageVQVAETrainer(Trainer):
     """Stage "vqvae": trains the image VQ-VAE (one level or :mod:`image.hierarchy`) and scores it
     (:mod:`image.scoring`: pooled and per-image PSNR, bicubic resampling beside it, codebook health) on the
     held-out split and on ``extra_val_sets``; ``full_images`` (name, ``[3, H, W]``) are pictured whole, reconstructed
-    in one pass computed in blocks of ``tile`` pixels (:func:`image.reconstruct.reconstruct_whole`)."""
+    from blended tilings of ``tile`` pixels (:func:`image.reconstruct.reconstruct_whole`)."""
 
     def __init__(self, cfg: VQVAEStageConfig, train_dataset, val_dataset, variance: float,
                  extra_val_sets: dict | None = None, full_images: list | None = None, tile: int = 0):
@@ -74,7 +74,7 @@ class ImageVQVAETrainer(Trainer):
     def log_media(self, step: int) -> None:
         """Enlarged, labelled crops (originals above reconstructions; with several levels, the reconstructions
         from the top level alone, the top two, …, all levels, each labelled with its PSNR on the crops shown) of each
-        held-out set, whole held-out photos reconstructed in one pass (original left), and the last evaluation's
+        held-out set, whole held-out photos reconstructed without a tile grid (original left), and the last evaluation's
         usage histogram of each level."""
         import matplotlib.pyplot as plt
 
@@ -97,7 +97,7 @@ class ImageVQVAETrainer(Trainer):
         self.model.train()
 
 
-# held-out photos shown whole, reconstructed in one pass, in the vqvae stage's pictures (embedded source)
+# held-out photos shown whole, reconstructed without a tile grid, in the vqvae stage's pictures (embedded source)
 FULL_IMAGES = {"val": ("chelsea",), "nature": ("GreenMeadow", "YellowFlower")}
 
 

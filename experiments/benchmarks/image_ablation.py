@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import image.experiment
+from core.stages import run_domain
 import image.model
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "image" / "default.yaml"
@@ -88,9 +89,9 @@ def main() -> None:
     overrides, patch = VARIANTS[args.variant]
     start = time.perf_counter()
     with patch():
-        metrics = image.experiment.main(CONFIG, [*PREVIOUS, *overrides, "tracking.enabled=false",
-                                                 f"train.output_dir=outputs/ablation/{args.variant}",
-                                                 *args.overrides], stage="vqvae")
+        metrics = run_domain(image.experiment.SPEC, CONFIG, [*PREVIOUS, *overrides, "tracking.enabled=false",
+                                                             f"train.output_dir=outputs/ablation/{args.variant}",
+                                                             *args.overrides], stage="vqvae")
     print(json.dumps({"variant": args.variant, **metrics, "seconds": time.perf_counter() - start}))
 
 

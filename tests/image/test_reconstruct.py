@@ -1,4 +1,4 @@
-"""Whole-image reconstruction window by window, the reconstruct command's files and errors, and the labelled grids."""
+"""Whole-image reconstruction from blended half-shifted tilings, the reconstruct command's files and errors, and the labelled grids."""
 
 import numpy as np
 import pytest
@@ -27,21 +27,43 @@ def model():
                       QuantizerConfig(kind="ema", codebook_size=16, code_dim=4, beta=0.25)).eval()
 
 
-def test_window_by_window_equals_one_pass_over_the_whole_image(model):
-    x = torch.rand(3, 40, 24)  # 3 × 2 blocks of 16 after padding: 40 → 48 rows, 24 → 32 columns
-    out = reconstruct_whole(model, x, tile=16, margin=32)
+class _Identity(torch.nn.Module):
+    """A stand-in "VQ-VAE" whose reconstruction is its input (down-sampling factor 4)."""
+
+    side_multiple = 4
+
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def encode(self, x):
+        return x
+
+    def decode(self, z):
+        return z
+
+
+def test_the_four_half_shifted_tilings_blend_to_a_partition_of_unity():
+    x = torch.rand(3, 40, 26)  # not whole tiles in either direction
+    torch.testing.assert_close(reconstruct_whole(_Identity(), x, tile=16), x, atol=1e-6, rtol=0)
+
+
+def test_each_pixel_is_the_triangle_weighted_average_of_the_four_tiles_over_it(model):
+    x = torch.rand(3, 40, 24)
+    out = reconstruct_whole(model, x, tile=16)
     assert out.shape == x.shape and 0 <= float(out.min()) and float(out.max()) <= 1
-    # one pass over the whole image (its edges replicated outward as the windows see them): no seams
-    padded = F.pad(x[None], (32, 32 + 8, 32, 32 + 8), mode="replicate")
-    whole = model.decode(model.encode(padded))[0, :, 32:32 + 40, 32:32 + 24].clamp(0, 1)
-    torch.testing.assert_close(out, whole, atol=1e-5, rtol=0)
-    # blocks encoded alone (no margin) are not the whole pass: the margin is what removes the seams
-    alone = reconstruct_whole(model, x, tile=16, margin=0)
-    assert (alone - whole).abs().max() > 1e-2
-    with pytest.raises(ValueError, match="multiples of the model's down-sampling factor 4"):
+    # pixel (20, 13): padded by 8, it is (28, 21); the tiles over it start at rows 16 / 24 and columns 16 / 8
+    padded = F.pad(x[None], (8, 8 + 16, 8, 8 + 16), mode="replicate")[0]
+    ramp = lambda i: 1 - abs(2 * (i + 0.5) / 16 - 1)  # noqa: E731
+    value = torch.zeros(3)
+    for top in (16, 24):
+        for left in (16, 8):
+            tile = padded[:, top:top + 16, left:left + 16][None]
+            decoded = model.decode(model.encode(tile))[0].clamp(0, 1)
+            value += decoded[:, 28 - top, 21 - left] * ramp(28 - top) * ramp(21 - left)
+    torch.testing.assert_close(out[:, 20, 13], value, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="even multiple of the model's down-sampling factor 4"):
         reconstruct_whole(model, x, tile=10)
-    with pytest.raises(ValueError, match="multiples of the model's down-sampling factor 4"):
-        reconstruct_whole(model, x, tile=16, margin=6)
 
 
 def test_reconstruct_files_writes_side_by_side_pngs_and_returns_psnr(model, tmp_path, capsys):
