@@ -26,7 +26,7 @@ from core.checkpoint import FrozenVQVAE, state_hash
 from core.config import to_dict
 from core.media import usage_histogram
 from core.metrics import CodebookUsage
-from core.pipeline import PipelineAdapter, pipeline_requires, pipeline_stages, vqvae_checkpoint
+from core.pipeline import PipelineAdapter, needs_vqvae, pipeline_requires, pipeline_stages, vqvae_checkpoint
 from core.stages import ALL, CliOption, DomainSpec, StageContext
 from core.tracking import Tracker
 from core.trainer import Trainer, print_metrics, vqvae_loss_terms
@@ -206,13 +206,12 @@ def _convert(ctx: StageContext) -> dict[str, float]:
     return run_conversion(ctx.cfg, _splits(ctx), ctx.device)
 
 
-_NEEDS_VQVAE = pipeline_requires()["prior"]
 _PIPELINE = pipeline_stages(AudioAdapter())
 SPEC = DomainSpec(
     name="audio", config_class=AudioConfig, plan=_plan, main_metric=("vqvae", "val/recon_loss"),
     stages={"vqvae": _PIPELINE["vqvae"], "probe": _probe, "convert": _convert, "prior": _PIPELINE["prior"],
             "sample": _PIPELINE["sample"]},
-    requires={**pipeline_requires(), "probe": _NEEDS_VQVAE, "convert": _NEEDS_VQVAE},
+    requires={**pipeline_requires(), "probe": needs_vqvae, "convert": needs_vqvae},
     options=(CliOption("speaker_convert", "convert held-out utterances into every other speaker and score them"),
              CliOption("probe", "the phoneme probe of the trained codes")))
 STAGES = SPEC.known()

@@ -216,6 +216,12 @@ def load_frozen_vqvae(path: str | Path, read_config: Callable[[dict[str, Any]], 
     Raises:
         FileNotFoundError / ValueError: for a missing or foreign checkpoint, or weights that do not fit the model.
     """
-    model, payload, vqvae_hash = load_frozen(path, lambda p: build(read_config(p["config"]), p), device)
+    read: dict[str, Any] = {}
+
+    def built(payload: dict[str, Any]) -> torch.nn.Module:
+        read["cfg"] = read_config(payload["config"])
+        return build(read["cfg"], payload)
+
+    model, payload, vqvae_hash = load_frozen(path, built, device)
     extras = {k: v for k, v in payload.items() if k not in _STANDARD_ENTRIES}
-    return FrozenVQVAE(model, read_config(payload["config"]), vqvae_hash, extras)
+    return FrozenVQVAE(model, read["cfg"], vqvae_hash, extras)

@@ -166,7 +166,16 @@ def pipeline_stages(adapter: PipelineAdapter) -> dict[str, Callable[[StageContex
             "sample": lambda ctx: run_sample(adapter, ctx)}
 
 
+def needs_vqvae(cfg: Any) -> dict[str, Path]:
+    """What a stage that reads the frozen VQ-VAE needs (a :class:`~core.stages.DomainSpec` ``requires`` entry)."""
+    return {"vqvae": vqvae_checkpoint(cfg)}
+
+
+def needs_prior(cfg: Any) -> dict[str, Path]:
+    """What a stage that reads the frozen VQ-VAE and the trained prior needs."""
+    return {**needs_vqvae(cfg), "prior": prior_checkpoint(cfg)}
+
+
 def pipeline_requires() -> dict[str, Callable[[Any], dict[str, Path]]]:
     """The checkpoints the pipeline's later stages read (for :class:`~core.stages.DomainSpec` ``requires``)."""
-    return {"prior": lambda cfg: {"vqvae": vqvae_checkpoint(cfg)},
-            "sample": lambda cfg: {"vqvae": vqvae_checkpoint(cfg), "prior": prior_checkpoint(cfg)}}
+    return {"prior": needs_vqvae, "sample": needs_prior}

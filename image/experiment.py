@@ -13,7 +13,14 @@ import torch
 
 from core.checkpoint import FrozenVQVAE
 from core.data import data_variance
-from core.pipeline import PipelineAdapter, code_cache, pipeline_requires, pipeline_stages, vqvae_checkpoint
+from core.pipeline import (
+    PipelineAdapter,
+    code_cache,
+    needs_vqvae,
+    pipeline_requires,
+    pipeline_stages,
+    vqvae_checkpoint,
+)
 from core.stages import CliOption, DomainSpec, StageContext
 from core.tracking import Tracker
 from image.config import ImageConfig
@@ -117,7 +124,7 @@ SPEC = DomainSpec(
     name="image", config_class=ImageConfig, all_stages=("vqvae", "prior"), validate=_check_input,
     summary_metrics=("psnr", "bicubic_psnr", "nature/psnr", "nature/bicubic_psnr", "top/psnr", "perplexity",
                      "dead_codes", "nll_bits_per_code", "bits_per_dim"),
-    requires={**pipeline_requires(), "reconstruct": pipeline_requires()["prior"]},
+    requires={**pipeline_requires(), "reconstruct": needs_vqvae},
     stages={**pipeline_stages(ImageAdapter()), "reconstruct": run_reconstruct},
     options=(CliOption("input", "--stage reconstruct: an image file or a folder of images to reconstruct",
                        value="PATH"),))

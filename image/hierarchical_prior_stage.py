@@ -15,7 +15,6 @@ Axis legend: N items, B batch, C image channels, H W image size, h_l w_l grid of
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -23,7 +22,7 @@ from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from core.checkpoint import FrozenVQVAE
 from core.files import keyed_cache
-from core.pipeline import PriorTrainer, load_prior
+from core.pipeline import LN2, PriorTrainer, load_prior
 from image.config import ImageConfig
 from image.hierarchy import HierarchicalVQVAE
 from image.media import sample_grid
@@ -83,7 +82,7 @@ class HierarchicalPriorTrainer(PriorTrainer):
     def compute_loss(self, batch) -> dict[str, torch.Tensor]:
         *codes, labels = batch
         per_level = [nll.mean() / c[0].numel() for nll, c in zip(self.model.nll(codes, self._cond(labels)), codes)]
-        terms = {f"{name}/nll_bits_per_code": nll.detach() / math.log(2)
+        terms = {f"{name}/nll_bits_per_code": nll.detach() / LN2
                  for name, nll in zip(self.vqvae.level_names, per_level)}
         return {"loss": sum(per_level), **terms}  # nats per code, summed over levels
 
@@ -101,10 +100,10 @@ class HierarchicalPriorTrainer(PriorTrainer):
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         nll = self.code_nll()
-        metrics = {f"{name}/nll_bits_per_code": float(n.mean()) / (math.log(2) * c[0].numel())
+        metrics = {f"{name}/nll_bits_per_code": float(n.mean()) / (LN2 * c[0].numel())
                    for name, n, c in zip(self.vqvae.level_names, nll, self.val_codes)}
         codes_per_item = sum(c[0].numel() for c in self.val_codes)
-        metrics["nll_bits_per_code"] = float(sum(nll).mean()) / (math.log(2) * codes_per_item)
+        metrics["nll_bits_per_code"] = float(sum(nll).mean()) / (LN2 * codes_per_item)
         return metrics
 
     @torch.no_grad()
@@ -117,7 +116,7 @@ class HierarchicalPriorTrainer(PriorTrainer):
         for start, (x, _) in zip(range(0, len(self.val_labels), EXTRACT_BATCH), images):  # extraction order
             codes = [c[start:start + EXTRACT_BATCH].to(self.device) for c in self.val_codes]
             nll_x.append(self.vqvae.reconstruction_nll(x.to(self.device), codes).cpu())
-        per_dim = self.val_dataset[0][0].numel() * math.log(2)
+        per_dim = self.val_dataset[0][0].numel() * LN2
         x_bits = float(torch.cat(nll_x).mean()) / per_dim
         levels = {f"{name}/prior_bits_per_dim": float(n.mean()) / per_dim
                   for name, n in zip(self.vqvae.level_names, nll_z)}

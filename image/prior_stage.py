@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Subset, TensorDataset
 from core.checkpoint import FrozenVQVAE
 from core.checkpoint import load_frozen_vqvae as load_frozen_checkpoint
 from core.config import from_dict
-from core.pipeline import PriorTrainer
+from core.pipeline import LN2, PriorTrainer
 from core.pipeline import load_prior as load_pipeline_prior
 from image.config import ImageConfig
 from image.media import sample_grid
@@ -99,7 +99,7 @@ class ImagePriorTrainer(PriorTrainer):
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         nll = self.code_nll(self.val_codes, self.val_labels)
-        return {"nll_bits_per_code": float(nll.mean()) / (math.log(2) * self.val_codes[0].numel())}
+        return {"nll_bits_per_code": float(nll.mean()) / (LN2 * self.val_codes[0].numel())}
 
     @torch.no_grad()
     def final_metrics(self) -> dict[str, float]:
@@ -117,8 +117,8 @@ class ImagePriorTrainer(PriorTrainer):
             codes = from_prior_grid(codes, self.vqvae.quantizer.groups).to(self.device)
             nll_x.append(self.vqvae.reconstruction_nll(x.to(self.device), codes).cpu())
         dims = self.val_dataset[0][0].numel()
-        x_bits = float(torch.cat(nll_x).mean()) / (dims * math.log(2))
-        z_bits = float(nll_z.mean()) / (dims * math.log(2))
+        x_bits = float(torch.cat(nll_x).mean()) / (dims * LN2)
+        z_bits = float(nll_z.mean()) / (dims * LN2)
         return {"bits_per_dim": x_bits + z_bits, "recon_bits_per_dim": x_bits, "prior_bits_per_dim": z_bits}
 
 

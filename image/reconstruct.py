@@ -96,7 +96,7 @@ def reconstruct_whole(model, x: torch.Tensor, tile: int) -> torch.Tensor:
     total = torch.zeros(c, rows * tile, cols * tile)
     for dy in (0, half):
         for dx in (0, half):
-            region = padded[:, dy:dy + (rows - 1) * tile, dx:dx + (cols - 1) * tile] if (dy or dx) else padded
+            region = padded[:, dy:, dx:]  # whole tiles of this tiling: rows (or rows − 1) by cols (or cols − 1)
             r, k = region.shape[1] // tile, region.shape[2] // tile
             region = region[:, :r * tile, :k * tile]
             total[:, dy:dy + r * tile, dx:dx + k * tile] += _tiles_decoded(model, region, tile, device) * \

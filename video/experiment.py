@@ -17,7 +17,7 @@ import torch
 
 from core.checkpoint import FrozenVQVAE
 from core.data import data_variance
-from core.pipeline import PipelineAdapter, pipeline_requires, pipeline_stages, prior_checkpoint, vqvae_checkpoint
+from core.pipeline import PipelineAdapter, needs_prior, needs_vqvae, pipeline_stages
 from core.stages import DomainSpec, StageContext
 from image.vqvae_stage import ImageVQVAETrainer
 from video.config import VideoConfig
@@ -114,8 +114,7 @@ def _after_record(run):
 _PIPELINE = pipeline_stages(VideoAdapter())
 SPEC = DomainSpec(
     name="video", config_class=VideoConfig,
-    requires={"prior": pipeline_requires()["prior"],
-              "generate": lambda cfg: {"vqvae": vqvae_checkpoint(cfg), "prior": prior_checkpoint(cfg)}},
+    requires={"prior": needs_vqvae, "generate": needs_prior},
     stages={"record": lambda ctx: _recorded(ctx)[1],
             "vqvae": _after_record(lambda ctx, splits: _PIPELINE["vqvae"](ctx)),
             "prior": _after_record(lambda ctx, splits: _PIPELINE["prior"](ctx)),

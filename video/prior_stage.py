@@ -6,7 +6,6 @@ codebooks per latent, as in :mod:`image.prior_stage`), K codebook size.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from core.checkpoint import FrozenVQVAE, load_frozen_vqvae
 from core.config import QuantizerConfig, from_dict
-from core.pipeline import PriorTrainer, code_cache, vqvae_checkpoint
+from core.pipeline import LN2, PriorTrainer, code_cache, vqvae_checkpoint
 from core.pipeline import load_prior as load_pipeline_prior
 from image.config import ImageModelConfig
 from image.model import ImageVQVAE
@@ -127,7 +126,7 @@ class VideoPriorTrainer(PriorTrainer):
                 logits = self.model(target, context, acts.to(self.device))
                 totals[key] += float(torch.nn.functional.cross_entropy(logits, target, reduction="sum"))
             count += target.numel()
-        return {key: total / (max(count, 1) * math.log(2)) for key, total in totals.items()}
+        return {key: total / (max(count, 1) * LN2) for key, total in totals.items()}
 
 
 def load_prior(path: str | Path, frozen: FrozenVQVAE, grid: tuple[int, ...],
