@@ -24,6 +24,7 @@ from audio.prior_stage import load_prior, prior_trainer, speak_samples
 from audio.probe_stage import run_probe
 from core.checkpoint import FrozenVQVAE, state_hash
 from core.config import to_dict
+from core.export import ModelExample, reconstruction_example
 from core.media import usage_histogram
 from core.metrics import CodebookUsage
 from core.pipeline import PipelineAdapter, needs_vqvae, pipeline_requires, pipeline_stages, vqvae_checkpoint
@@ -98,6 +99,17 @@ class AudioVQVAETrainer(Trainer):
         if not self.model.autoregressive:
             return {"recon_loss": loss, **usage.summary()}
         return {"recon_loss": loss, "bits_per_sample": loss / math.log(2), **usage.summary()}
+
+    def logged_model(self) -> ModelExample | None:
+        """The MLflow model (mel decoder): waveform ``[B, L]`` (L a multiple of the hop) and speaker ids ``[B]`` →
+        the evaluation-mode log-mel frames ``[B, M, N]`` in nats; the WaveNet decoder's sampled output is not one
+        graph, so it logs none (:mod:`core.export`)."""
+        if self.model.autoregressive:
+            return None
+        x, speaker = next(iter(DataLoader(self.val_dataset, batch_size=2)))
+        return reconstruction_example(self.model, {"waveform": x.to(self.device), "speaker": speaker.to(self.device)},
+                                      dynamic=((0, 1), (0,)), output_dynamic=(0, 2),
+                                      output="log-mel frames [B, M, N], nats (render with audio.mel.griffin_lim)")
 
     @torch.no_grad()
     def final_metrics(self) -> dict[str, float]:

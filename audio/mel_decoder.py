@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from core.errors import out_of_range
 from priors.gated_layer import gate
 
 
@@ -80,7 +81,7 @@ class MelDecoder(nn.Module):
         if speaker.shape != (z_q.shape[0],) or speaker.dtype != torch.long:
             raise ValueError(f"speaker must be a long tensor [{z_q.shape[0]}], got {speaker.dtype} "
                              f"{tuple(speaker.shape)}")
-        if speaker.numel() and (speaker.min() < 0 or speaker.max() >= self.num_speakers):
+        if out_of_range(speaker, self.num_speakers):
             raise ValueError(f"speaker ids must lie in [0, {self.num_speakers})")
         cond = self.local_proj(z_q) + self.speaker_proj(self.speaker_embedding(speaker))[:, :, None]  # [B, L·2R, N]
         h = self.input(z_q)  # [B, R, N]

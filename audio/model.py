@@ -130,17 +130,34 @@ class AudioVQVAE(nn.Module):
         window of code frames times ``hop``."""
         return self.decoder.receptive_field * (1 if self.autoregressive else self.hop)
 
-    def _quantize(self, waveform: torch.Tensor) -> QuantizerOutput:
+    def _z_e(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``z_e`` ``[B, N, G·D]`` and SQ's element-wise ``log_var`` (same shape) or None."""
         head = self.encoder(waveform)  # [B, N, G·D (×2)]
         if self.elementwise_variance:
             z_e, log_var = head.chunk(2, dim=-1)
-            return self.quantizer(z_e, log_var)
-        return self.quantizer(head)
+            return z_e, log_var
+        return head, None
+
+    def _quantize(self, waveform: torch.Tensor) -> QuantizerOutput:
+        z_e, log_var = self._z_e(waveform)
+        return self.quantizer(z_e) if log_var is None else self.quantizer(z_e, log_var)
+
+    def reconstruction(self, waveform: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
+        """Evaluation-mode log-mel frames ``[B, M, N]`` (nats) of ``waveform: [B, L]`` decoded as ``speaker: [B]``
+        through the nearest codes (``forward(...).mel`` in eval mode; decoder ``mel`` only), as one graph that
+        ``torch.export`` traces (the logged MLflow model, :mod:`core.export`); inputs are not validated.
+
+        Raises:
+            ValueError: for the autoregressive (WaveNet) decoder, whose output is sampled, not computed.
+        """
+        if self.autoregressive:
+            raise ValueError("the WaveNet decoder's reconstruction is sampled sample by sample; it has no one-graph "
+                             "reconstruction")
+        return self.decoder(self.latents_to_local(self.quantizer.nearest_latents(*self._z_e(waveform))), speaker)
 
     def z_e(self, waveform: torch.Tensor) -> torch.Tensor:
         """Encoder outputs ``[B, N, G·D]`` before quantization (e.g. for linear probes)."""
-        head = self.encoder(waveform)
-        return head.chunk(2, dim=-1)[0] if self.elementwise_variance else head
+        return self._z_e(waveform)[0]
 
     def forward(self, waveform: torch.Tensor, speaker: torch.Tensor) -> AudioVQVAEOutput:
         """Encode, quantize, decode teacher-forced and compute the objective (see the class docstring).

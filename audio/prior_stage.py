@@ -61,6 +61,10 @@ class AudioPriorTrainer(PriorTrainer):
         codes, speaker = batch
         return self.model.loss(codes, global_ids=speaker)  # nats per code
 
+    def logits_call(self, batch):
+        codes, speaker = batch  # logits [B, K, T] of codes [B, T] and speaker ids [B]
+        return (lambda m, c, s: m(c, global_ids=s)), {"codes": codes, "speaker": speaker}
+
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         total, count = 0.0, 0

@@ -145,6 +145,8 @@ class TrackingConfig:
     experiment_name: str = "vqvae"
     run_name: str = ""
     enabled: bool = True
+    log_models: bool = True  # every training stage logs its final model as an MLflow model (core/export.py)
+    register_model: str = ""  # non-empty: register each logged model as "<register_model>-<stage>"
 
 
 def _type_name(tp: Any) -> str:

@@ -17,3 +17,14 @@ class DiskFullError(RunError):
 
 # what experiments/run.py reports as one line: the suite's own errors and the bad-input errors its checks raise
 USER_ERRORS = (RunError, ValueError, OSError)
+
+
+def out_of_range(values: "torch.Tensor", size: int) -> bool:
+    """Whether an integer of ``values`` lies outside ``[0, size)`` (False for an empty tensor). False while
+    ``torch.export`` traces: a check on values cannot be traced, and an exported program takes its inputs as given
+    (the logged MLflow models, :mod:`core.export`)."""
+    import torch
+
+    if torch.compiler.is_exporting() or not values.numel():
+        return False
+    return bool(values.min() < 0 or values.max() >= size)

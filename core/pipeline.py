@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from torch.utils.data import default_collate
 
 from core.checkpoint import FrozenVQVAE, check_fits, earlier_stage_checkpoint, load_frozen, stage_checkpoint
 from core.config import stage_train_config, to_dict
+from core.export import MethodModule, ModelExample
 from core.stages import StageContext
 from core.tracking import Tracker, stage_tracker
 from core.trainer import Trainer, fit_stage
@@ -85,6 +87,22 @@ class PriorTrainer(Trainer):
     def batch_nll(self, batch) -> torch.Tensor:
         """Mean negative log-likelihood of the batch's codes, nats per code (a scalar tensor with gradients)."""
         raise NotImplementedError
+
+    def logits_call(self, batch) -> tuple[Callable[..., torch.Tensor], dict[str, torch.Tensor]] | None:
+        """How the prior's logits follow from a training batch: ``(call, inputs)`` with ``call(prior, *inputs)``
+        the logits, ``inputs`` named in call order (the logged MLflow model, :mod:`core.export`); None: the
+        prior logs no model."""
+        return None
+
+    def logged_model(self) -> ModelExample | None:
+        """The MLflow model: the prior's teacher-forced logits of two training items (batch axis dynamic)."""
+        items = [self.train_dataset[i] for i in range(min(2, len(self.train_dataset)))]
+        found = self.logits_call(self.to_device(default_collate(items)))
+        if found is None:
+            return None
+        call, inputs = found
+        return ModelExample(MethodModule(self.model, call), inputs, tuple((0,) for _ in inputs), (0,),
+                            {"output": "logits over the codebook (teacher-forced)"})
 
     def compute_loss(self, batch) -> dict[str, torch.Tensor]:
         nll = self.batch_nll(batch)  # nats per code

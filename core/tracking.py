@@ -57,6 +57,16 @@ def child_runs_of(parent_run_id: str | None) -> Iterator[None]:
             _PARENT.pop()
 
 
+@contextlib.contextmanager
+def _logger_level(logger: logging.Logger, level: int) -> Iterator[None]:
+    previous = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
 def resolve_tracking_uri(configured: str = "") -> str:
     """The tracking URI to use: the configured one, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db``."""
     if configured:
@@ -291,6 +301,47 @@ class Tracker:
         """Copy a local file (wav, gif, yaml, …) into the run's artifacts."""
         if self.enabled:
             self._client.log_artifact(self.run_id, str(path), artifact_path=artifact_path)
+
+    def log_pytorch_model(self, module: Any, inputs: dict[str, Any], dynamic: tuple[tuple[int, ...], ...],
+                          output_dynamic: tuple[int, ...], *, params: dict[str, Any], tags: dict[str, str],
+                          registered_name: str = "") -> str | None:
+        """Log ``module`` (in eval mode) as this run's MLflow model ``model`` with ``mlflow.pytorch`` in the "pt2"
+        format (``torch.export``; loading never unpickles), ``inputs`` (by name, in call order) as the input
+        example, a tensor signature
+        whose ``dynamic`` axes are -1, ``params`` and ``tags`` on the logged model, and, with
+        ``registered_name``, a new version of that registered model. Returns the model URI (None when disabled).
+
+        Raises:
+            whatever ``torch.export`` raises for a module it cannot trace.
+        """
+        if not self.enabled:
+            return None
+        import mlflow
+        import torch
+        from mlflow.models import ModelSignature
+        from mlflow.types import Schema, TensorSpec
+
+        module.eval()
+        with torch.no_grad():
+            output = module(*inputs.values())
+
+        def spec(t: Any, axes: tuple[int, ...], name: str) -> TensorSpec:
+            return TensorSpec(np.dtype(str(t.dtype).removeprefix("torch.")),
+                              tuple(-1 if i in axes else n for i, n in enumerate(t.shape)), name)
+
+        signature = ModelSignature(Schema([spec(t, a, k) for (k, t), a in zip(inputs.items(), dynamic)]),
+                                   Schema([spec(output, output_dynamic, "output")]))
+        mlflow.set_tracking_uri(self.uri)
+        # torch.export's shape solver logs internal notes as warnings; they are not the user's concern
+        solver = logging.getLogger("torch.fx.experimental.symbolic_shapes")
+        with _logger_level(solver, logging.ERROR), mlflow.start_run(run_id=self.run_id):  # ends FINISHED here;
+            info = mlflow.pytorch.log_model(  # end() sets the run's real status
+                module, name="model", input_example=tuple(inputs.values()), signature=signature, serialization_format="pt2",
+                params={k: str(v)[:_MAX_PARAM_CHARS] for k, v in params.items()}, tags=tags,
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
+                registered_model_name=registered_name or None)
+        self._client.update_run(self.run_id, status="RUNNING")
+        return info.model_uri
 
     def end(self, status: str = "FINISHED") -> None:
         """Close the run with ``FINISHED``, ``FAILED`` or ``KILLED``."""

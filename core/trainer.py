@@ -56,6 +56,7 @@ from core.config import (
 )
 from core.data import step_loader
 from core.errors import RunError
+from core.export import ModelExample, model_tags
 from core.quantize import NonFiniteInputError
 from core.tracking import Tracker, git_commit, mark_interrupted, stage_run_name
 
@@ -210,6 +211,10 @@ class Trainer:
     def log_media(self, step: int) -> None:
         """Log images, audio or plots at the end of the run (rank 0 only)."""
 
+    def logged_model(self) -> ModelExample | None:
+        """The stage's final model as logged to MLflow (:mod:`core.export`), or None to log none."""
+        return None
+
     def checkpoint_extra(self) -> dict[str, Any]:
         """Entries stored in every checkpoint next to model, optimizer, step, config and RNG states."""
         return {}
@@ -354,7 +359,25 @@ class Trainer:
         metrics = {**metrics, **self._evaluate_and_log(self.final_metrics)}
         if self.tracker:
             self.log_media(self.step)
+            self._log_model()
         return metrics
+
+    def _log_model(self) -> None:
+        """Log :meth:`logged_model` to the stage's MLflow run (and the registry when configured). A model that
+        does not export is reported in one line; the trained run and its checkpoint stay as they are."""
+        example = self.logged_model() if self.tracking_cfg.log_models else None
+        if example is None:
+            return
+        stage = self.name
+        registered = f"{self.tracking_cfg.register_model}-{stage}" if self.tracking_cfg.register_model else ""
+        try:
+            uri = self.tracker.log_pytorch_model(
+                example.module, example.inputs, example.dynamic, example.output_dynamic, params=flatten(self.config),
+                tags=model_tags(example, stage, self.extra_params()), registered_name=registered)
+        except Exception as exc:  # noqa: BLE001 — logging the model must not cost the trained run
+            print(f"[{stage}] MLflow model not logged: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            return
+        print(f"[{stage}] MLflow model {uri}" + (f", registered as {registered}" if registered else ""))
 
     def _non_finite_message(self, what: str) -> str:
         kept = f"the last good checkpoint {self.checkpoint_path} is kept" if self.checkpoint_path.exists() \

@@ -156,17 +156,28 @@ class HierarchicalVQVAE(nn.Module):
         if x.dim() != 4 or x.shape[1] != self.model_cfg.in_channels or x.shape[2] % f or x.shape[3] % f:
             raise ValueError(f"x must have shape [B, {self.model_cfg.in_channels}, H, W] with H and W divisible by {f}, "
                              f"got {tuple(x.shape)}")
+        return self._levels(x, lambda l, z_e: self.quantizers[l](z_e))
+
+    def reconstruction(self, x: torch.Tensor) -> torch.Tensor:
+        """Evaluation-mode reconstruction ``[B, C, H, W]`` of ``x`` through every level's nearest codes
+        (``forward(x).x_hat`` in eval mode) as one graph that ``torch.export`` traces (the logged MLflow model,
+        :mod:`core.export`); inputs are not validated."""
+        return self._decode(self._levels(x, lambda l, z_e: self.quantizers[l].nearest_latents(z_e)))
+
+    def _levels(self, x: torch.Tensor, quantize) -> list:
+        """Encode ``x`` top level first; ``quantize(l, z_e)`` gives level ``l``'s quantizer output or its ``z_q``
+        ``[B, h_l, w_l, D]``; returns what it gave, bottom first."""
         hs = [self.encoder(x - 0.5)]  # h_0 [B, hidden, h_0, w_0]
         for enc in self.level_encoders:
             hs.append(enc(hs[-1]))  # h_l, half the side of h_{l-1}
-        outs: list[QuantizerOutput] = [None] * self.levels  # type: ignore[list-item]
+        outs: list = [None] * self.levels
         above = None  # d_{l+1} decoded to the current level's grid
         for l in reversed(range(self.levels)):
             inp = hs[l] if above is None else torch.cat([hs[l], above], 1)
             z_e = rearrange(self.pre_quantize[l](inp), "b d h w -> b h w d")  # [B, h_l, w_l, D]
-            outs[l] = self.quantizers[l](z_e)
+            outs[l] = quantize(l, z_e)
             if l > 0:
-                z_q = rearrange(outs[l].z_q, "b h w d -> b d h w")
+                z_q = rearrange(outs[l] if isinstance(outs[l], torch.Tensor) else outs[l].z_q, "b h w d -> b d h w")
                 dec_in = z_q if above is None else torch.cat([z_q, above], 1)
                 above = self.level_decoders[l - 1](dec_in)  # [B, hidden, h_{l-1}, w_{l-1}]
         return outs

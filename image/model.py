@@ -171,14 +171,25 @@ class ImageVQVAE(nn.Module):
             raise ValueError(f"x must have shape [B, {self.model_cfg.in_channels}, H, W] with H and W divisible by {f}, "
                              f"got {tuple(x.shape)}")
 
-    def _quantize(self, x: torch.Tensor) -> QuantizerOutput:
-        self._check_input(x)
+    def _z_e(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``z_e`` ``[B, h, w, G*D]`` and SQ's element-wise ``log_var`` (same shape) or None."""
         head = self.pre_quantize(self.encoder(x - 0.5))  # [B, G*D (×2), h, w]
         head = rearrange(head, "b d h w -> b h w d")  # [B, h, w, G*D (×2)]
         if self.elementwise_variance:
             z_e, log_var = head.chunk(2, dim=-1)
-            return self.quantizer(z_e, log_var)
-        return self.quantizer(head)
+            return z_e, log_var
+        return head, None
+
+    def _quantize(self, x: torch.Tensor) -> QuantizerOutput:
+        self._check_input(x)
+        z_e, log_var = self._z_e(x)
+        return self.quantizer(z_e) if log_var is None else self.quantizer(z_e, log_var)
+
+    def reconstruction(self, x: torch.Tensor) -> torch.Tensor:
+        """Evaluation-mode reconstruction ``[B, C, H, W]`` of ``x: [B, C, H, W]`` (sides multiples of
+        ``side_multiple``) through the nearest codes: ``forward(x).x_hat`` in eval mode, as one graph that
+        ``torch.export`` traces (the logged MLflow model, :mod:`core.export`); inputs are not validated."""
+        return self._decode_latents(self.quantizer.nearest_latents(*self._z_e(x)))
 
     def _decoder_output(self, z_q: torch.Tensor) -> torch.Tensor:
         """``[B, h, w, G*D]`` → ``[B, C, H, W]`` means (Gaussian) or ``[B, 256, C, H, W]`` logits (categorical)."""

@@ -86,6 +86,10 @@ class ImagePriorTrainer(PriorTrainer):
         codes, labels = batch
         return self.model.loss(codes, self._cond(labels))  # nats per code
 
+    def logits_call(self, batch):
+        codes, labels = batch  # logits [B, K, h, w·G] of codes [B, h, w·G] (and class labels [B])
+        return (lambda m, *i: m(*i)), {"codes": codes, **({} if self._cond(labels) is None else {"label": labels})}
+
     @torch.no_grad()
     def code_nll(self, codes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """−log p(z) in nats per image ``[N]`` under the prior."""

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import torch
 
 from core.config import QuantizerConfig, TrackingConfig, TrainConfig, to_dict
+from core.export import ModelExample, reconstruction_example
 from core.trainer import Trainer, vqvae_loss_terms
 from image.config import ImageModelConfig
 from image.data import embedded_images, to_tensor
@@ -69,6 +70,13 @@ class ImageVQVAETrainer(Trainer):
             scores, _ = score_reconstructions(self.model, dataset, self.device, self.variance, self.num_workers)
             metrics.update({f"{name}/{k}": v for k, v in scores.items()})
         return metrics
+
+    def logged_model(self) -> ModelExample:
+        """The MLflow model: ``[B, C, H, W]`` in [0, 1] (sides multiples of ``side_multiple``) → the evaluation-mode
+        reconstruction, as :meth:`evaluate` scores it (:mod:`core.export`)."""
+        x = torch.stack([self.val_dataset[i][0] for i in range(min(2, len(self.val_dataset)))]).to(self.device)
+        return reconstruction_example(self.model, {"x": x}, dynamic=((0, 2, 3),), output_dynamic=(0, 2, 3),
+                                      output="reconstruction [B, C, H, W] in [0, 1]")
 
     @torch.no_grad()
     def log_media(self, step: int) -> None:

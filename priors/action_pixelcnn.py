@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.errors import out_of_range
 from priors.pixelcnn import GatedPixelCNN
 
 
@@ -108,12 +109,12 @@ class ActionConditionalPixelCNN(nn.Module):
                              f"{context.dtype} {tuple(context.shape)}")
         if grid is not None and tuple(context.shape[2:]) != grid:
             raise ValueError(f"context grid {tuple(context.shape[2:])} differs from the frame's grid {grid}")
-        if context.numel() and (context.min() < 0 or context.max() >= self.num_codes):
+        if out_of_range(context, self.num_codes):
             raise ValueError(f"context codes must lie in [0, {self.num_codes})")
         if actions.shape != (context.shape[0],) or actions.dtype != torch.long:
             raise ValueError(f"actions must be a long tensor [{context.shape[0]}], got {actions.dtype} "
                              f"{tuple(actions.shape)}")
-        if actions.numel() and (actions.min() < 0 or actions.max() >= self.num_actions):
+        if out_of_range(actions, self.num_actions):
             raise ValueError(f"actions must lie in [0, {self.num_actions})")
 
     # ----------------------------------------------------------------------------------------- conditioning

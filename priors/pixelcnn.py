@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.errors import out_of_range
 from priors.attention import CausalAttentionStack
 from priors.gated_layer import GatedLayer, gate
 from priors.graphs import StepGraphs, use_graphs
@@ -91,7 +92,7 @@ class GatedPixelCNN(nn.Module):
     def _check_indices(self, indices: torch.Tensor) -> None:
         if indices.dim() != 3 or indices.dtype != torch.long:
             raise ValueError(f"indices must be a long tensor [B, H, W], got {indices.dtype} {tuple(indices.shape)}")
-        if indices.numel() and (indices.min() < 0 or indices.max() >= self.num_codes):
+        if out_of_range(indices, self.num_codes):
             raise ValueError(f"indices must lie in [0, {self.num_codes}), got range "
                              f"[{int(indices.min())}, {int(indices.max())}]")
 
@@ -104,7 +105,7 @@ class GatedPixelCNN(nn.Module):
         elif self.num_classes > 0:
             if cond.shape != (batch,) or cond.dtype != torch.long:
                 raise ValueError(f"class cond must be a long tensor [{batch}], got {cond.dtype} {tuple(cond.shape)}")
-            if batch and (cond.min() < 0 or cond.max() >= self.num_classes):
+            if out_of_range(cond, self.num_classes):
                 raise ValueError(f"class labels must lie in [0, {self.num_classes})")
         elif cond.shape != (batch, self.cond_dim) or not cond.is_floating_point():
             raise ValueError(f"cond must be a float tensor [{batch}, {self.cond_dim}], got {tuple(cond.shape)}")

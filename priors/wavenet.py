@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.errors import out_of_range
 from priors.gated_layer import gate
 from priors.graphs import use_graphs
 from priors.sampling import (
@@ -134,14 +135,14 @@ class WaveNet(nn.Module):
         elif global_ids.shape != (batch,) or global_ids.dtype != torch.long:
             raise ValueError(f"global_ids must be a long tensor [{batch}], got {global_ids.dtype} "
                              f"{tuple(global_ids.shape)}")
-        elif batch and (global_ids.min() < 0 or global_ids.max() >= self.global_classes):
+        elif out_of_range(global_ids, self.global_classes):
             raise ValueError(f"global_ids must lie in [0, {self.global_classes}), got range "
                              f"[{int(global_ids.min())}, {int(global_ids.max())}]")
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 2 or x.dtype != torch.long or x.shape[1] == 0:
             raise ValueError(f"x must be a long tensor [B, T] with T >= 1, got {x.dtype} {tuple(x.shape)}")
-        if x.numel() and (x.min() < 0 or x.max() >= self.num_classes):
+        if out_of_range(x, self.num_classes):
             raise ValueError(f"x must lie in [0, {self.num_classes}), got range [{int(x.min())}, {int(x.max())}]")
 
     # --------------------------------------------------------------------------------------------- forward

@@ -112,6 +112,10 @@ class VideoPriorTrainer(PriorTrainer):
         context, actions, target = batch
         return self.model.loss(target, context, actions)  # nats per code
 
+    def logits_call(self, batch):
+        context, actions, target = batch  # logits of the next frame's codes given context codes and actions
+        return (lambda m, t, c, a: m(t, c, a)), {"codes": target, "context": context, "actions": actions}
+
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Held-out NLL in bits per code, with the true actions and with the actions permuted across windows (the

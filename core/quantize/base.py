@@ -142,6 +142,28 @@ class CodebookQuantizer(nn.Module):
         books = self.codebooks().reshape(g * self.codebook_size, self.code_dim)  # [G*K, D]
         return books.index_select(0, flat_idx).reshape(*lead, g * self.code_dim)
 
+    def _group_scores(self, z: torch.Tensor, group: int, log_var: torch.Tensor | None) -> torch.Tensor:
+        """Evaluation-mode scores ``[N, K]`` of rows ``z: [N, D]`` against codebook ``group`` (the nearest code has
+        the largest): ``2 z·e − ‖e‖²``, the product :func:`~core.quantize.distance.nearest_code` forms."""
+        book = self.codebooks()[group].float()  # [K, D]
+        codes = torch.cat([(2.0 * book).t(), -book.square().sum(1, keepdim=True).t()])  # [D+1, K]
+        return torch.cat([z, torch.ones_like(z[:, :1])], 1) @ codes
+
+    def nearest_latents(self, z_e: torch.Tensor, log_var: torch.Tensor | None = None) -> torch.Tensor:
+        """``z_q`` of evaluation mode: every slice of ``z_e: [..., G*D]`` replaced by its nearest code (float32).
+
+        The same scores and codes as ``forward`` in eval mode, written as one graph without data-dependent
+        branches, blocks or checks, so that ``torch.export`` traces it (the logged MLflow models,
+        :mod:`core.export`). ``log_var`` (same shape) only for SQ's element-wise variance. No validation: call
+        ``forward`` for checked inputs.
+        """
+        flat = z_e.float().reshape(-1, self.groups, self.code_dim)  # [N, G, D]
+        lv = None if log_var is None else log_var.float().reshape(-1, self.groups, self.code_dim)
+        books = self.codebooks().float()  # [G, K, D]
+        parts = [books[g].index_select(0, self._group_scores(flat[:, g], g, None if lv is None else lv[:, g])
+                                       .max(1).indices) for g in range(self.groups)]
+        return torch.stack(parts, 1).reshape(z_e.shape)  # [..., G*D]
+
     # ------------------------------------------------------------------------------------ codebook health
     def _replace_codes(self, group: int, mask: torch.Tensor, vectors: torch.Tensor) -> None:
         """Overwrite codes ``mask`` ([K] bool) of codebook ``group`` with ``vectors`` ([mask.sum(), D]).

@@ -144,5 +144,20 @@ class GaussianSQVectorQuantizer(CodebookQuantizer):
             temperature=torch.tensor(tau),
         )
 
+    def _group_scores(self, z: torch.Tensor, group: int, log_var: torch.Tensor | None) -> torch.Tensor:
+        """Evaluation-mode logits ``[N, K]`` (precision-weighted distances, up to a per-row constant), formed as the
+        configured forward forms them (fused or autograd) so that ``nearest_latents`` picks the same codes."""
+        book = self.codebooks()[group].float()  # [K, D]
+        w = self._precision_weight(z, None) if log_var is None else 0.5 * torch.exp(-log_var)
+        if not self.fused:
+            if w.dim() == 0:
+                return w * torch.addmm(-book.square().sum(1), z, book.t(), alpha=2.0)
+            return 2.0 * (w * z) @ book.t() - w @ book.square().t()
+        if w.dim() == 0:
+            logits = torch.addmm(-(w * book.square().sum(1)), (2.0 * w) * z, book.t())
+        else:
+            logits = torch.cat([2.0 * w * z, w], 1) @ torch.cat([book, -book.square()], 1).t()
+        return logits - logits.amax(1, keepdim=True)  # as the fused forward shifts them
+
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, variance={self.variance!r}" + (", fused=True" if self.fused else "")
