@@ -21,9 +21,6 @@ import torch
 
 from core.checkpoint import state_hash
 
-MODEL_NAME = "model"  # the logged model's name within its run: runs:/<run id>/model
-
-
 class MethodModule(torch.nn.Module):
     """``forward(x[, a[, b]])`` = ``call(model, x[, a[, b]])``: exports one computation of a model (a VQ-VAE's
     ``reconstruction``, a prior's logits under its conditioning) with the model's weights and buffers. The fixed

@@ -307,8 +307,7 @@ class Tracker:
                           registered_name: str = "") -> str | None:
         """Log ``module`` (in eval mode) as this run's MLflow model ``model`` with ``mlflow.pytorch`` in the "pt2"
         format (``torch.export``; loading never unpickles), ``inputs`` (by name, in call order) as the input
-        example, a tensor signature
-        whose ``dynamic`` axes are -1, ``params`` and ``tags`` on the logged model, and, with
+        example, a tensor signature whose ``dynamic`` axes are -1, ``params`` and ``tags`` on the logged model, and, with
         ``registered_name``, a new version of that registered model. Returns the model URI (None when disabled).
 
         Raises:

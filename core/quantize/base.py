@@ -26,6 +26,7 @@ from torch import nn
 
 from core import distributed
 from core.metrics import code_counts
+from core.quantize.distance import augmented_codes
 
 
 class NonFiniteInputError(ValueError):
@@ -145,9 +146,7 @@ class CodebookQuantizer(nn.Module):
     def _group_scores(self, z: torch.Tensor, group: int, log_var: torch.Tensor | None) -> torch.Tensor:
         """Evaluation-mode scores ``[N, K]`` of rows ``z: [N, D]`` against codebook ``group`` (the nearest code has
         the largest): ``2 z·e − ‖e‖²``, the product :func:`~core.quantize.distance.nearest_code` forms."""
-        book = self.codebooks()[group].float()  # [K, D]
-        codes = torch.cat([(2.0 * book).t(), -book.square().sum(1, keepdim=True).t()])  # [D+1, K]
-        return torch.cat([z, torch.ones_like(z[:, :1])], 1) @ codes
+        return torch.cat([z, torch.ones_like(z[:, :1])], 1) @ augmented_codes(self.codebooks()[group].float())
 
     def nearest_latents(self, z_e: torch.Tensor, log_var: torch.Tensor | None = None) -> torch.Tensor:
         """``z_q`` of evaluation mode: every slice of ``z_e: [..., G*D]`` replaced by its nearest code (float32).

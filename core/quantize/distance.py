@@ -28,6 +28,12 @@ def block_rows(n: int, k: int, device: torch.device, cpu_rows: int = _CPU_BLOCK_
     return max(1, min(n, accelerator_elements // max(k, 1)))
 
 
+def augmented_codes(codebook: torch.Tensor) -> torch.Tensor:
+    """``[2e; −‖e‖²]`` as ``[D+1, K]`` for a codebook ``[K, D]``: ``[z, 1] @ it`` = ``2 z·e − ‖e‖²``, largest at the
+    nearest code (L2)."""
+    return torch.cat([(2.0 * codebook).t(), -codebook.square().sum(1, keepdim=True).t()])
+
+
 @torch.no_grad()
 def nearest_code(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """Index of the nearest code (L2) for every row of ``z``.
@@ -53,7 +59,7 @@ def nearest_code(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
         if n == 0:
             return out
         d = z.shape[1]
-        codes = torch.cat([(2.0 * codebook).t(), -codebook.square().sum(1, keepdim=True).t()])  # [D+1, K]
+        codes = augmented_codes(codebook)  # [D+1, K]
         rows = block_rows(n, k, z.device)
         rows_1 = torch.ones(min(rows, n), d + 1, device=z.device)  # [rows, D+1]: a block of z and a column of ones
         scores = torch.empty(min(rows, n), k, device=z.device)  # [rows, K]
