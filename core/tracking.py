@@ -67,6 +67,25 @@ def _logger_level(logger: logging.Logger, level: int) -> Iterator[None]:
         logger.setLevel(previous)
 
 
+@contextlib.contextmanager
+def _fluent_tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API at ``uri`` for the block, then restore its global URI and ``$MLFLOW_TRACKING_URI``
+    (``mlflow.set_tracking_uri`` also exports the variable, which would steer every later run in the process)."""
+    import mlflow
+    from mlflow.tracking._tracking_service import utils
+
+    previous, env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        utils._tracking_uri = previous
+        if env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env
+
+
 def resolve_tracking_uri(configured: str = "") -> str:
     """The tracking URI to use: the configured one, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db``."""
     if configured:
@@ -330,10 +349,9 @@ class Tracker:
 
         signature = ModelSignature(Schema([spec(t, a, k) for (k, t), a in zip(inputs.items(), dynamic)]),
                                    Schema([spec(output, output_dynamic, "output")]))
-        mlflow.set_tracking_uri(self.uri)
         # torch.export's shape solver logs internal notes as warnings; they are not the user's concern
         solver = logging.getLogger("torch.fx.experimental.symbolic_shapes")
-        with _logger_level(solver, logging.ERROR), mlflow.start_run(run_id=self.run_id):  # ends FINISHED here;
+        with _fluent_tracking_uri(self.uri), _logger_level(solver, logging.ERROR), mlflow.start_run(run_id=self.run_id):  # ends FINISHED here;
             info = mlflow.pytorch.log_model(  # end() sets the run's real status
                 module, name="model", input_example=tuple(inputs.values()), signature=signature, serialization_format="pt2",
                 params={k: str(v)[:_MAX_PARAM_CHARS] for k, v in params.items()}, tags=tags,

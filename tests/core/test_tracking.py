@@ -1,5 +1,6 @@
 """The MLflow wrapper: URI resolution, a run's params, metrics and artifacts, resuming a run."""
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,6 +53,23 @@ def test_a_run_logs_params_metrics_and_artifacts_beside_its_store(tmp_path):
     assert client.get_run(resumed.run_id).info.status == "RUNNING"
     resumed.end("KILLED")
     assert client.get_run(tracker.run_id).info.status == "KILLED"
+
+
+def test_logging_a_model_leaves_the_process_tracking_uri_as_it_was(tmp_path, monkeypatch):
+    import mlflow
+    import torch
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    before = mlflow.get_tracking_uri()
+    uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    tracker = Tracker(TrackingConfig(tracking_uri=uri, experiment_name="t"))
+    model_uri = tracker.log_pytorch_model(torch.nn.Linear(2, 1), {"x": torch.zeros(3, 2)}, ((0,),), (0,),
+                                          params={}, tags={})
+    tracker.end()
+    assert model_uri and MlflowClient(tracking_uri=uri).get_run(tracker.run_id).info.status == "FINISHED"
+    assert "MLFLOW_TRACKING_URI" not in os.environ and mlflow.get_tracking_uri() == before
+    assert resolve_tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"  # a later run's default
 
 
 def test_disabled_tracker_logs_nothing(tmp_path):
