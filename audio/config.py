@@ -66,12 +66,15 @@ class AudioModelConfig:
     envelope_loss: float = 0.0  # decoder "mel": weight of an extra L1 between the predicted and true spectral
     #                             envelopes (log-mel liftered to envelope_cepstra coefficients); 0: off (deviation)
     envelope_cepstra: int = 20
+    envelope_delta_loss: float = 0.0  # decoder "mel": weight of an L1 between the frame-to-frame differences of the
+    #                                   predicted and true spectral envelopes (formant transitions); 0: off (deviation)
     instance_norm: bool = False  # normalise the encoder's hidden features per utterance and channel over time
     speaker_adversary: float = 0.0  # > 0: weight of a gradient-reversed per-frame speaker classifier on z_q
 
     LIMITS: ClassVar[Limits] = {"encoder_channels": (">=", 1), "encoder_layers": (">=", 0),
                                 "encoder_mel_fft": (">=", 1), "num_downsamples": (">=", 1),
-                                "envelope_loss": (">=", 0), "envelope_cepstra": (">=", 1)}
+                                "envelope_loss": (">=", 0), "envelope_cepstra": (">=", 1),
+                                "envelope_delta_loss": (">=", 0)}
     CHOICES: ClassVar[dict[str, tuple]] = {"decoder": ("wavenet", "mel"), "encoder": ("waveform", "mel")}
 
 

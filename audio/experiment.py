@@ -83,6 +83,8 @@ class AudioVQVAETrainer(Trainer):
             terms.update(adversary_loss=out.adversary_loss.detach(), adversary_accuracy=out.adversary_accuracy)
         if out.envelope_loss is not None:
             terms["envelope_loss"] = out.envelope_loss.detach()
+        if out.envelope_delta_loss is not None:
+            terms["envelope_delta_loss"] = out.envelope_delta_loss.detach()
         return terms
 
     @torch.no_grad()

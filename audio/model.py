@@ -53,6 +53,8 @@ class AudioVQVAEOutput:
     adversary_loss: torch.Tensor | None = None  # [] speaker adversary's cross-entropy, nats per frame (when enabled)
     adversary_accuracy: torch.Tensor | None = None  # [] fraction of code frames whose speaker it names
     envelope_loss: torch.Tensor | None = None  # [] mel: L1 of the spectral envelopes, nats per band and frame
+    envelope_delta_loss: torch.Tensor | None = None  # [] mel: L1 of the envelopes' frame-to-frame differences,
+    #                                                   nats per band and frame pair
 
 
 class AudioVQVAE(nn.Module):
@@ -171,7 +173,7 @@ class AudioVQVAE(nn.Module):
         """
         q = self._quantize(waveform)
         local = self.latents_to_local(q.z_q)  # [B, D, N]
-        logits = mel = envelope = None
+        logits = mel = envelope = delta = None
         if self.autoregressive:
             targets = mu_law_encode(waveform, self.model_cfg.mu_law_channels)  # [B, L]
             logits = self.decoder(targets, local, speaker)  # [B, 256, L]
@@ -180,21 +182,27 @@ class AudioVQVAE(nn.Module):
             mel = self.decoder(local, speaker)  # [B, M, N]
             target = log_mel(waveform, self.mel_settings)  # [B, M, N]
             recon = (mel - target).abs().mean()  # nats per band and frame
-            if self.model_cfg.envelope_loss > 0:
-                c = self.model_cfg.envelope_cepstra
-                envelope = spectral_envelope(mel - target, c).abs().mean()  # the envelope is linear
+            if self.model_cfg.envelope_loss > 0 or self.model_cfg.envelope_delta_loss > 0:
+                error = spectral_envelope(mel - target, self.model_cfg.envelope_cepstra)  # the envelope is linear
+                if self.model_cfg.envelope_loss > 0:
+                    envelope = error.abs().mean()
+                if self.model_cfg.envelope_delta_loss > 0 and error.shape[-1] > 1:
+                    delta = error.diff(dim=-1).abs().mean()  # Δenvelope(predicted) − Δenvelope(true)
         latent_weight = 1.0
         if q.loss_per == "vector":  # per code frame → per sample (wavenet) or per band and frame (mel)
             latent_weight = 1.0 / (self.hop if self.autoregressive else self.model_cfg.mel_bands)
         loss = recon + q.loss * latent_weight
         if envelope is not None:
             loss = loss + self.model_cfg.envelope_loss * envelope
+        if delta is not None:
+            loss = loss + self.model_cfg.envelope_delta_loss * delta
         adv_loss = adv_acc = None
         if self.adversary is not None:
             adv_loss, adv_acc = self.adversary(q.z_q, speaker)
             loss = loss + adv_loss  # the adversary minimises it; the encoder gets its reversed gradient
         return AudioVQVAEOutput(logits=logits, mel=mel, loss=loss, recon_loss=recon, quantizer=q,
-                                adversary_loss=adv_loss, adversary_accuracy=adv_acc, envelope_loss=envelope)
+                                adversary_loss=adv_loss, adversary_accuracy=adv_acc, envelope_loss=envelope,
+                                envelope_delta_loss=delta)
 
     @staticmethod
     def latents_to_local(z_q: torch.Tensor) -> torch.Tensor:

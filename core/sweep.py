@@ -15,6 +15,11 @@ variants are done:
   variant (e.g. ``val/psnr`` of the image VQ-VAE stage);
 * ``<variant>/val/<metric>`` metrics with the final values (``kind_vq/val/psnr``: "=" and "," become "_"), so the parent's own chart view compares them too.
 
+With ``--register-best METRIC:max`` (or ``:min``) and ``tracking.register_model=NAME``, the variants register
+nothing themselves; when all are done, the variant with the best final ``METRIC`` has each of its stages' logged
+models registered as a new version of ``NAME-<stage>`` (tags ``sweep_run_id``, ``variant``, ``METRIC``), and the
+parent run is tagged ``best_variant``.
+
 Every variant's config is loaded (and so checked) before the first one starts. A variant that fails is reported
 and the others still run; the sweep then ends with a :class:`~core.errors.RunError` naming the failed ones.
 Values are split at commas, so a swept value cannot itself contain a comma.
@@ -67,19 +72,51 @@ def variant_name(variant: dict[str, str]) -> str:
     return re.sub(r"[^A-Za-z0-9_.,=-]", "_", label)
 
 
+def parse_register_best(item: str) -> tuple[str, str]:
+    """``"psnr:max"`` → ``("psnr", "max")``.
+
+    Raises:
+        ConfigError: unless the item is ``METRIC:max`` or ``METRIC:min``.
+    """
+    metric, sep, direction = item.rpartition(":")
+    if not sep or not metric.strip() or direction not in ("max", "min"):
+        raise ConfigError(f"--register-best {item!r} must look like METRIC:max or METRIC:min, e.g. psnr:max")
+    return metric.strip(), direction
+
+
+def best_variant(results: dict[str, dict[str, float]], metric: str, direction: str) -> str:
+    """The variant whose final ``metric`` is highest (``max``) or lowest (``min``); ties go to the first.
+
+    Raises:
+        RunError: if no variant reported ``metric`` (the metrics they did report are named).
+    """
+    scored = {name: m[metric] for name, m in results.items() if m.get(metric) is not None}
+    if not scored:
+        found = sorted({k for m in results.values() for k in m})
+        raise RunError(f"--register-best: no variant reported {metric!r}; their metrics: {', '.join(found)}")
+    pick = max if direction == "max" else min
+    return pick(scored, key=scored.__getitem__)
+
+
 def run_sweep(spec: DomainSpec, config_path: str | Path | None, overrides: list[str], sweep_items: list[str],
-              stage: str = "all", **options: Any) -> dict[str, dict[str, float]]:
+              stage: str = "all", register_best: str = "", **options: Any) -> dict[str, dict[str, float]]:
     """Run every variant of ``sweep_items`` as child runs of one parent run (see the module docstring).
 
     Returns:
         variant name → its merged final metrics (failed variants are left out).
 
     Raises:
-        ConfigError: for a malformed sweep, or a variant whose config does not load (before any work).
-        RunError: after all variants ran, if some failed (named, with their errors).
+        ConfigError: for a malformed sweep or ``register_best``, ``register_best`` without a tracked
+            ``tracking.register_model``, or a variant whose config does not load (all before any work).
+        RunError: after all variants ran, if some failed (named, with their errors), or none reported the
+            ``register_best`` metric.
     """
     sweeps = parse_sweeps(sweep_items)
     base = load_config(spec.config_class, config_path, overrides)
+    best_by = parse_register_best(register_best) if register_best else None
+    if best_by and not (base.tracking.register_model and base.tracking.enabled):
+        raise ConfigError("--register-best needs tracking.register_model=NAME (and tracking enabled): the name the "
+                          "best variant's models are registered under")
     runs = variants(sweeps)
     root = Path(base.train.output_dir) / "sweep"
     prefix = base.tracking.run_name or time.strftime("%Y%m%d-%H%M%S")
@@ -88,6 +125,7 @@ def run_sweep(spec: DomainSpec, config_path: str | Path | None, overrides: list[
         name = variant_name(variant)
         extra = [f"{k}={v}" for k, v in variant.items()] + [f"train.output_dir={root / name}",
                                                             f"tracking.run_name={prefix}-{name}"]
+        extra += ["tracking.register_model="] if best_by else []  # only the best variant is registered, at the end
         cfg = load_config(spec.config_class, config_path, overrides + extra)  # all checked before any work
         plans.append((name, variant, overrides + extra, cfg))
     parent = Tracker(dataclasses.replace(base.tracking, run_name=f"{prefix}-sweep"))
@@ -96,11 +134,13 @@ def run_sweep(spec: DomainSpec, config_path: str | Path | None, overrides: list[
     results: dict[str, dict[str, float]] = {}
     failed: dict[str, str] = {}
     curves: dict[str, list[tuple[int, float]]] = {}
+    run_ids: dict[str, str] = {}
     try:
         for name, variant, variant_overrides, cfg in plans:
             print(f"\n=== sweep variant {name} ({len(results) + len(failed) + 1}/{len(plans)})")
             with child_runs_of(parent.run_id):
                 run = Tracker(cfg.tracking)  # named <prefix>-<variant>
+            run_ids[name] = run.run_id
             run.log_params({**flatten(cfg), "stage": stage, "git_commit": git_commit(),
                             **{f"sweep.{k}": v for k, v in variant.items()}})
             try:
@@ -115,6 +155,8 @@ def run_sweep(spec: DomainSpec, config_path: str | Path | None, overrides: list[
             curves[name] = run.child_metric_history(f"-{spec.main_metric[0]}", spec.main_metric[1])
             run.end()
         _log_comparison(parent, spec, plans, results, failed, curves)
+        if best_by and results:
+            _register_best(parent, results, run_ids, best_by, base.tracking.register_model)
     except KeyboardInterrupt:  # the parent and the variant run under way
         end_open_runs("KILLED")
         raise
@@ -160,6 +202,19 @@ def _log_comparison(parent: Tracker, spec: DomainSpec, plans, results, failed, c
     print(f"MLflow UI: {parent.ui_command()}")
 
 
+def _register_best(parent: Tracker, results: dict[str, dict[str, float]], run_ids: dict[str, str],
+                   best_by: tuple[str, str], name: str) -> None:
+    """Register the best variant's logged models and tag the parent run with the choice."""
+    metric, direction = best_by
+    best = best_variant(results, metric, direction)
+    value = results[best][metric]
+    registered = parent.register_child_models(run_ids[best], name, {"sweep_run_id": parent.run_id, "variant": best,
+                                                                   metric: f"{value:.6g}"})
+    parent.set_tags({"best_variant": best, "best_by": f"{metric}:{direction}", f"best_{metric}": f"{value:.6g}"})
+    versions = ", ".join(f"{n} version {v}" for n, v in registered) or "no logged models (tracking.log_models=false?)"
+    print(f"best variant by {metric} ({direction}): {best} ({value:.4g}); registered {versions}")
+
+
 def _cell(value: Any) -> str:
     return "–" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
@@ -178,6 +233,7 @@ def _curves_figure(curves: dict[str, list[tuple[int, float]]], key: str):
     ax.set_xlabel("training step")
     ax.set_ylabel(key)
     ax.set_title(f"{key} per variant")
-    ax.legend()
+    if ax.lines:
+        ax.legend()
     fig.tight_layout()
     return fig

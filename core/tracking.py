@@ -68,7 +68,7 @@ def _logger_level(logger: logging.Logger, level: int) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _fluent_tracking_uri(uri: str) -> Iterator[None]:
+def using_tracking_uri(uri: str) -> Iterator[None]:
     """Point MLflow's fluent API at ``uri`` for the block, then restore its global URI and ``$MLFLOW_TRACKING_URI``
     (``mlflow.set_tracking_uri`` also exports the variable, which would steer every later run in the process)."""
     import mlflow
@@ -306,6 +306,30 @@ class Tracker:
                 return [(m.step, m.value) for m in self._client.get_metric_history(child.info.run_id, key)]
         return []
 
+    def register_child_models(self, parent_run_id: str, name: str, tags: dict[str, str]) -> list[tuple[str, str]]:
+        """Register every logged model of ``parent_run_id``'s child runs (a sweep variant's stage runs) as a new
+        version of ``<name>-<stage>`` (``stage``: the logged model's tag) with ``tags``.
+
+        Returns:
+            ``(registered model name, version)`` pairs, in the order the stage runs started; empty when disabled.
+        """
+        if not self.enabled:
+            return []
+        import mlflow
+
+        children = self._client.search_runs([self.experiment_id],
+                                            filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+                                            order_by=["attributes.start_time ASC"])
+        registered = []
+        with using_tracking_uri(self.uri):
+            for child in children:
+                for model in self._client.search_logged_models(
+                        [child.info.experiment_id], filter_string=f"source_run_id = '{child.info.run_id}'"):
+                    version = mlflow.register_model(model.model_uri, f"{name}-{model.tags.get('stage', 'model')}",
+                                                    tags=tags)
+                    registered.append((version.name, str(version.version)))
+        return registered
+
     def log_image(self, image: np.ndarray, artifact_file: str) -> None:
         """Log an ``[H, W, 3]`` uint8 (or float in [0, 1]) image as a PNG artifact."""
         if self.enabled:
@@ -351,7 +375,7 @@ class Tracker:
                                    Schema([spec(output, output_dynamic, "output")]))
         # torch.export's shape solver logs internal notes as warnings; they are not the user's concern
         solver = logging.getLogger("torch.fx.experimental.symbolic_shapes")
-        with _fluent_tracking_uri(self.uri), _logger_level(solver, logging.ERROR), mlflow.start_run(run_id=self.run_id):  # ends FINISHED here;
+        with using_tracking_uri(self.uri), _logger_level(solver, logging.ERROR), mlflow.start_run(run_id=self.run_id):  # ends FINISHED here;
             info = mlflow.pytorch.log_model(  # end() sets the run's real status
                 module, name="model", input_example=tuple(inputs.values()), signature=signature, serialization_format="pt2",
                 params={k: str(v)[:_MAX_PARAM_CHARS] for k, v in params.items()}, tags=tags,

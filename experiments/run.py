@@ -31,6 +31,7 @@ import audio.experiment  # noqa: E402  (after the path set-up above, for `python
 import image.experiment  # noqa: E402
 import video.experiment  # noqa: E402
 from core import distributed  # noqa: E402
+from core.config import ConfigError  # noqa: E402
 from core.errors import USER_ERRORS  # noqa: E402
 from core.stages import run_domain  # noqa: E402
 from core.sweep import run_sweep  # noqa: E402
@@ -73,6 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2",
                         help="run one variant per value (several --sweep: every combination) as child runs of one "
                              "MLflow parent run that compares them, e.g. --sweep quantizer.kind=vq,ema,sq")
+    parser.add_argument("--register-best", default="", metavar="METRIC:max|min",
+                        help="with --sweep and tracking.register_model=NAME: register only the best variant's models "
+                             "(by its final METRIC, e.g. psnr:max) as NAME-<stage>")
     parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. quantizer.beta=0.5")
     return parser.parse_intermixed_args(argv)
 
@@ -93,10 +97,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             if args.domain not in domains:
                 raise SystemExit(f"{flag} is an option of: {', '.join(domains)}")
             extra[option.name] = value
+    if args.register_best and not args.sweep:
+        raise ConfigError("--register-best picks among --sweep variants; to register one run's models, set "
+                          "tracking.register_model=NAME")
     if args.sweep:
         if args.resume or args.resume_if_present:
             raise SystemExit("--sweep starts fresh variants; resume a variant by its own train.output_dir instead")
-        return run_sweep(DOMAINS[args.domain], config, overrides, args.sweep, stage=args.stage, **extra)
+        return run_sweep(DOMAINS[args.domain], config, overrides, args.sweep, stage=args.stage,
+                         register_best=args.register_best, **extra)
     return run_domain(DOMAINS[args.domain], config, overrides, resume=args.resume, stage=args.stage,
                       resume_if_present=args.resume_if_present, **extra)
 

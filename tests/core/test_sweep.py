@@ -102,3 +102,50 @@ def test_an_interrupted_sweep_ends_its_parent_variant_and_stage_runs_killed(tmp_
             for r in client.search_runs([client.get_experiment_by_name("vqvae").experiment_id])}
     assert runs == {"k-sweep": "KILLED", "k-seed=99": "KILLED", "k-seed=99-vqvae": "KILLED"}
     assert open_runs() == set()
+
+
+def _train_and_log_model(ctx: StageContext) -> dict[str, float]:
+    """The toy stage, logging a model like a training stage does (registered when tracking.register_model is set)."""
+    import torch
+
+    tracking = ctx.cfg.tracking
+    tracker = Tracker(TrackingConfig(**{**tracking.__dict__, "run_name": tracking.run_name + "-vqvae"}))
+    tracker.log_pytorch_model(torch.nn.Linear(2, 1), {"x": torch.zeros(3, 2)}, ((0,),), (0,), params={},
+                              tags={"stage": "vqvae"},
+                              registered_name=f"{tracking.register_model}-vqvae" if tracking.register_model else "")
+    tracker.end()
+    return {"psnr": 30.0 + ctx.cfg.train.seed, "recon_loss": 1.0 / ctx.cfg.train.seed}
+
+
+def test_a_sweep_registers_only_its_best_variant_by_the_named_metric(tmp_path, monkeypatch):
+    from core.sweep import best_variant, parse_register_best
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    spec = DomainSpec(name="toy", config_class=_Cfg, stages={"vqvae": _train_and_log_model}, summary_metrics=("psnr",))
+    base = [f"tracking.tracking_uri={uri}", "tracking.register_model=toy"]
+    for bad in ("psnr", "psnr:best", ":max"):
+        with pytest.raises(ConfigError, match="METRIC:max or METRIC:min"):
+            run_sweep(spec, None, base, ["train.seed=1,2"], register_best=bad)
+    with pytest.raises(ConfigError, match="needs tracking.register_model"):
+        run_sweep(spec, None, base[:1], ["train.seed=1,2"], register_best="psnr:max")
+    assert not (tmp_path / "outputs").exists()  # refused before any work
+    assert parse_register_best("convert/wer:min") == ("convert/wer", "min")
+    results = {"a": {"psnr": 3.0}, "b": {"psnr": 5.0}, "c": {"mse": 1.0}}
+    assert best_variant(results, "psnr", "max") == "b" and best_variant(results, "psnr", "min") == "a"
+    with pytest.raises(RunError, match="no variant reported 'ssim'; their metrics: mse, psnr"):
+        best_variant(results, "ssim", "max")
+
+    run_sweep(spec, None, base + ["tracking.run_name=s"], ["train.seed=1,3,2"], register_best="psnr:max")
+    client = MlflowClient(uri)
+    runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("vqvae").experiment_id])}
+    versions = client.search_model_versions("name = 'toy-vqvae'")
+    assert len(versions) == 1  # the variants registered nothing themselves
+    assert versions[0].run_id == runs["s-seed=3-vqvae"].info.run_id  # psnr 33, the highest
+    assert versions[0].tags == {"sweep_run_id": runs["s-sweep"].info.run_id, "variant": "seed=3", "psnr": "33"}
+    assert runs["s-sweep"].data.tags["best_variant"] == "seed=3"
+
+    run_sweep(spec, None, base + ["tracking.run_name=m"], ["train.seed=1,3"], register_best="recon_loss:min")
+    newest = max(client.search_model_versions("name = 'toy-vqvae'"), key=lambda v: int(v.version))
+    runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("vqvae").experiment_id])}
+    assert int(newest.version) == 2 and newest.run_id == runs["m-seed=3-vqvae"].info.run_id

@@ -34,6 +34,10 @@ def test_the_suites_errors_are_one_line_with_exit_code_2_and_a_traceback_only_wi
     assert "needs the vqvae stage's checkpoint" in _one_line_error(capsys)
     assert run.cli(_args(tmp_path, "--resume")) == 2
     assert "no checkpoint of vqvae, prior" in _one_line_error(capsys)
+    assert run.cli(_args(tmp_path, "--register-best", "psnr:max")) == 2
+    assert "--register-best picks among --sweep variants" in _one_line_error(capsys)
+    assert run.cli(_args(tmp_path, "--sweep", "train.seed=1,2", "--register-best", "psnr")) == 2
+    assert "must look like METRIC:max or METRIC:min" in _one_line_error(capsys)
     assert run.cli(_args(tmp_path, "prior.temperature=0", "--debug")) == 2
     err = capsys.readouterr().err
     assert "Traceback" in err and err.strip().endswith("error: prior.temperature must be > 0, got 0.0")

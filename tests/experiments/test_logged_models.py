@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from core.checkpoint import read_checkpoint
 from core.config import load_config
+from core.tracking import using_tracking_uri
 from experiments import run
 from image.config import ImageConfig
 from image.data import build_image_datasets
@@ -29,7 +30,11 @@ def test_image_job_logs_loadable_models_that_reproduce_its_reconstructions_and_l
     vqvae_run = read_checkpoint(out / "vqvae" / "checkpoints" / "latest.pt")["mlflow_run_id"]
     prior_run = read_checkpoint(out / "prior" / "checkpoints" / "latest.pt")["mlflow_run_id"]
 
-    mlflow.set_tracking_uri(uri)
+    with using_tracking_uri(uri):  # mlflow.set_tracking_uri(uri), undone afterwards
+        _check_loaded_models(uri, frozen, prior, grid, vqvae_run, prior_run)
+
+
+def _check_loaded_models(uri, frozen, prior, grid, vqvae_run, prior_run):
     model = mlflow.pytorch.load_model(f"runs:/{vqvae_run}/model")
     cfg = load_config(ImageConfig, DEBUG)
     _, val = build_image_datasets(cfg.data, cfg.train.seed)
@@ -62,6 +67,6 @@ def test_log_models_false_logs_none(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run.main(["image", "--tracking-uri", uri, "--config", str(DEBUG), "--stage", "vqvae",
               f"train.output_dir={tmp_path / 'out'}", "tracking.log_models=false"])
-    mlflow.set_tracking_uri(uri)
     experiments = [e.experiment_id for e in MlflowClient(uri).search_experiments()]
-    assert mlflow.search_logged_models(experiment_ids=experiments, output_format="list") == []
+    with using_tracking_uri(uri):
+        assert mlflow.search_logged_models(experiment_ids=experiments, output_format="list") == []
