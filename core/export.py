@@ -17,9 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from core.checkpoint import state_hash
+
 
 class MethodModule(torch.nn.Module):
     """``forward(x[, a[, b]])`` = ``call(model, x[, a[, b]])``: exports one computation of a model (a VQ-VAE's
@@ -73,3 +75,22 @@ def model_tags(example: ModelExample, stage: str, extra: dict[str, Any]) -> dict
     if "derived.vqvae_hash" in extra:  # a later stage's model: the VQ-VAE it was fitted to
         tags["vqvae_hash"] = str(extra["derived.vqvae_hash"])
     return tags
+
+
+def tensor_signature(module: torch.nn.Module, inputs: dict[str, torch.Tensor], dynamic: tuple[tuple[int, ...], ...],
+                     output_dynamic: tuple[int, ...]) -> Any:
+    """The MLflow ``ModelSignature`` of ``module(*inputs)`` (run once, in evaluation mode, without gradients): one
+    named ``TensorSpec`` per input and one ``output``, with -1 on the ``dynamic`` axes."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    module.eval()
+    with torch.no_grad():
+        output = module(*inputs.values())
+
+    def spec(t: torch.Tensor, axes: tuple[int, ...], name: str) -> TensorSpec:
+        return TensorSpec(np.dtype(str(t.dtype).removeprefix("torch.")),
+                          tuple(-1 if i in axes else n for i, n in enumerate(t.shape)), name)
+
+    return ModelSignature(Schema([spec(t, a, k) for (k, t), a in zip(inputs.items(), dynamic)]),
+                          Schema([spec(output, output_dynamic, "output")]))

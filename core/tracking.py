@@ -298,13 +298,16 @@ class Tracker:
         newest such child); empty if there is none."""
         if not self.enabled:
             return []
-        children = self._client.search_runs([self.experiment_id],
-                                            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'",
-                                            order_by=["attributes.start_time DESC"])
-        for child in children:
+        for child in self._child_runs(self.run_id, "DESC"):
             if (child.info.run_name or "").endswith(name_suffix):
                 return [(m.step, m.value) for m in self._client.get_metric_history(child.info.run_id, key)]
         return []
+
+    def _child_runs(self, parent_run_id: str, order: str) -> list[Any]:
+        """Runs of this experiment whose parent is ``parent_run_id``, by start time (``ASC`` or ``DESC``)."""
+        return self._client.search_runs([self.experiment_id],
+                                        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+                                        order_by=[f"attributes.start_time {order}"])
 
     def register_child_models(self, parent_run_id: str, name: str, tags: dict[str, str]) -> list[tuple[str, str]]:
         """Register every logged model of ``parent_run_id``'s child runs (a sweep variant's stage runs) as a new
@@ -317,12 +320,9 @@ class Tracker:
             return []
         import mlflow
 
-        children = self._client.search_runs([self.experiment_id],
-                                            filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
-                                            order_by=["attributes.start_time ASC"])
         registered = []
         with using_tracking_uri(self.uri):
-            for child in children:
+            for child in self._child_runs(parent_run_id, "ASC"):
                 for model in self._client.search_logged_models(
                         [child.info.experiment_id], filter_string=f"source_run_id = '{child.info.run_id}'"):
                     version = mlflow.register_model(model.model_uri, f"{name}-{model.tags.get('stage', 'model')}",
@@ -360,24 +360,17 @@ class Tracker:
             return None
         import mlflow
         import torch
-        from mlflow.models import ModelSignature
-        from mlflow.types import Schema, TensorSpec
 
-        module.eval()
-        with torch.no_grad():
-            output = module(*inputs.values())
+        from core.export import tensor_signature
 
-        def spec(t: Any, axes: tuple[int, ...], name: str) -> TensorSpec:
-            return TensorSpec(np.dtype(str(t.dtype).removeprefix("torch.")),
-                              tuple(-1 if i in axes else n for i, n in enumerate(t.shape)), name)
-
-        signature = ModelSignature(Schema([spec(t, a, k) for (k, t), a in zip(inputs.items(), dynamic)]),
-                                   Schema([spec(output, output_dynamic, "output")]))
+        signature = tensor_signature(module, inputs, dynamic, output_dynamic)
         # torch.export's shape solver logs internal notes as warnings; they are not the user's concern
         solver = logging.getLogger("torch.fx.experimental.symbolic_shapes")
-        with using_tracking_uri(self.uri), _logger_level(solver, logging.ERROR), mlflow.start_run(run_id=self.run_id):  # ends FINISHED here;
-            info = mlflow.pytorch.log_model(  # end() sets the run's real status
-                module, name="model", input_example=tuple(inputs.values()), signature=signature, serialization_format="pt2",
+        # start_run ends the run FINISHED on leaving; it is set back to RUNNING, and end() sets its real status
+        with using_tracking_uri(self.uri), _logger_level(solver, logging.ERROR), mlflow.start_run(run_id=self.run_id):
+            info = mlflow.pytorch.log_model(
+                module, name="model", input_example=tuple(inputs.values()), signature=signature,
+                serialization_format="pt2",
                 params={k: str(v)[:_MAX_PARAM_CHARS] for k, v in params.items()}, tags=tags,
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
                 registered_model_name=registered_name or None)

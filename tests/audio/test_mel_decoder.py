@@ -131,16 +131,21 @@ def test_spectral_envelope_keeps_the_slow_shape_and_removes_the_harmonic_ripple(
         spectral_envelope(frames, 81)
 
 
-def test_envelope_loss_adds_the_weighted_l1_of_the_envelopes():
+def _envelope_run(**weights):
+    """A small mel VQ-VAE with the given envelope loss weights (6 cepstra), its output on two clips and their log-mels."""
     torch.manual_seed(0)
     cfg = AudioModelConfig(decoder="mel", encoder_channels=16, residual_channels=8, skip_channels=8,
                            dilation_layers=3, dilation_cycles=1, kernel_size=3, speaker_dim=4, mel_bands=20,
-                           mel_fft=256, envelope_loss=0.5, envelope_cepstra=6)
+                           mel_fft=256, envelope_cepstra=6, **weights)
     model = AudioVQVAE(cfg, QuantizerConfig(kind="vq", codebook_size=16, code_dim=8), 3)
     x = _waves(2, 640)
     with torch.no_grad():
         out = model(x, torch.tensor([0, 2]))
-    target = log_mel(x, model.mel_settings)
+    return out, log_mel(x, model.mel_settings)
+
+
+def test_envelope_loss_adds_the_weighted_l1_of_the_envelopes():
+    out, target = _envelope_run(envelope_loss=0.5)
     by_hand = (spectral_envelope(out.mel, 6) - spectral_envelope(target, 6)).abs().mean()
     assert out.envelope_loss == pytest.approx(float(by_hand), rel=1e-5)
     assert out.loss == pytest.approx(float(out.recon_loss + out.quantizer.loss + 0.5 * by_hand), rel=1e-5)
@@ -148,15 +153,8 @@ def test_envelope_loss_adds_the_weighted_l1_of_the_envelopes():
 
 
 def test_envelope_delta_loss_adds_the_weighted_l1_of_the_envelope_transitions():
-    torch.manual_seed(0)
-    cfg = AudioModelConfig(decoder="mel", encoder_channels=16, residual_channels=8, skip_channels=8,
-                           dilation_layers=3, dilation_cycles=1, kernel_size=3, speaker_dim=4, mel_bands=20,
-                           mel_fft=256, envelope_delta_loss=2.0, envelope_cepstra=6)
-    model = AudioVQVAE(cfg, QuantizerConfig(kind="vq", codebook_size=16, code_dim=8), 3)
-    x = _waves(2, 640)
-    with torch.no_grad():
-        out = model(x, torch.tensor([0, 2]))
-    env_hat, env = spectral_envelope(out.mel, 6), spectral_envelope(log_mel(x, model.mel_settings), 6)
+    out, target = _envelope_run(envelope_delta_loss=2.0)
+    env_hat, env = spectral_envelope(out.mel, 6), spectral_envelope(target, 6)
     by_hand = ((env_hat[..., 1:] - env_hat[..., :-1]) - (env[..., 1:] - env[..., :-1])).abs().mean()
     assert out.envelope_loss is None and out.envelope_delta_loss == pytest.approx(float(by_hand), rel=1e-5)
     assert out.loss == pytest.approx(float(out.recon_loss + out.quantizer.loss + 2.0 * by_hand), rel=1e-5)
