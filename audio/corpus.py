@@ -280,7 +280,7 @@ def build_corpus(root: str | Path, num_sentences: int, voices: list[str] | None 
         voices: Short names from ``VOICES`` (``None`` or empty: all seven).
         sample_rate: Hz of the written wav files.
         seed: Chooses the sentences.
-        progress: Show a progress bar while synthesizing.
+        progress: Show a progress bar while synthesizing (when stderr is a terminal).
 
     Returns:
         ``root`` as a ``Path``.
@@ -308,7 +308,7 @@ def build_corpus(root: str | Path, num_sentences: int, voices: list[str] | None 
         futures = [pool.submit(_render, voice, chunk, root, sample_rate) for voice, chunk in tasks]
         try:
             for future in tqdm(futures, desc=f"synthesizing {len(sentences)} sentences x {len(voices)} voices",
-                               unit="chunk", disable=not progress):
+                               unit="chunk", disable=None if progress else True):
                 future.result()
         except BaseException:
             for future in futures:  # a failure (or Ctrl-C) stops the build after the running chunks

@@ -21,6 +21,8 @@ from typing import Any, ClassVar
 
 import yaml
 
+from core.per_kind import PerKindError, resolve_per_kind
+
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
@@ -74,10 +76,30 @@ class QuantizerConfig:
     restart_threshold: float = 1.0
 
     RENAMED: ClassVar[dict[str, str]] = {"num_codebooks": "groups"}  # old key → its name now (refused by name)
+    KIND_FIELD: ClassVar[str] = "kind"  # a YAML quantizer.per_kind table holds each kind's own settings (core.per_kind)
     LIMITS: ClassVar[Limits] = {"codebook_size": (">=", 1), "code_dim": (">=", 1), "groups": (">=", 1),
                                 "beta": (">=", 0), "decay": (">", 0, "<", 1), "epsilon": (">", 0),
                                 "init_variance": (">", 0), "temperature_init": (">", 0),
                                 "restart_every": (">=", 1), "restart_threshold": (">=", 0)}
+
+    @staticmethod
+    def known_kinds() -> list[str]:
+        """The quantizer kinds (keys of :data:`core.quantize.QUANTIZERS`)."""
+        from core.quantize import QUANTIZERS
+
+        return sorted(QUANTIZERS)
+
+    def check(self) -> None:
+        """Refuse a combination known to collapse.
+
+        Raises:
+            ConfigError: for ``kind="sq"`` with ``data_init``: codes drawn from the first batch's (still clustered)
+                encoder outputs leave SQ-VAE's quantization posterior near uniform and training ends on a few codes.
+        """
+        if self.kind == "sq" and self.data_init:
+            raise ConfigError("quantizer.kind=sq with quantizer.data_init=true collapses to a few used codes (the "
+                              "codebook starts inside the untrained encoder's cluster); set quantizer.data_init=false, "
+                              "or give SQ its own settings under quantizer.per_kind.sq")
 
     def build_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of the selected quantizer class: the entries its constructor (with the shared
@@ -258,6 +280,10 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
     """
     values = _read_yaml(Path(path)) if path is not None else {}
     values = apply_overrides(values, overrides or [])
+    try:  # a section's per_kind entry for its selected kind (core.per_kind); the command line still wins
+        values = resolve_per_kind(cls, values, apply_overrides({}, overrides or []))
+    except PerKindError as exc:
+        raise ConfigError(str(exc)) from None
     cfg = _build(cls, values)
     _check_stage_train_configs(cfg)
     return cfg

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from image.model import ImageVQVAE
 from priors.action_pixelcnn import ActionConditionalPixelCNN
@@ -153,19 +154,27 @@ def evaluate_generation(prior: ActionConditionalPixelCNN, vqvae: ImageVQVAE, win
         curves.update(protocol_curves(name, stacked, moving))
 
     shuffled = shuffle_actions(windows.actions, seed)
+    # one bar over every rollout (each all windows), shown when stderr is a terminal
+    bar = tqdm(total=2 * samples + len(fixed), desc="generating", unit="rollout", disable=None, leave=False)
+
+    def rollout(actions: torch.Tensor, noise_seed: int) -> np.ndarray:
+        frames = decode(vqvae, generate(prior, windows.given_codes, actions, temperature, noise_seed))
+        bar.update(1)
+        return frames
+
     for name, actions in {"true_actions": windows.actions, "shuffled_actions": shuffled}.items():
-        rollouts = [decode(vqvae, generate(prior, windows.given_codes, actions, temperature, seed + s))
-                    for s in range(samples)]
+        rollouts = [rollout(actions, seed + s) for s in range(samples)]
         score(name, rollouts, windows.truth)
         media[name] = (windows.given_frames, rollouts[0], windows.truth)
     for name, index in fixed.items():
         sequence = np.full(f, index, dtype=np.int64)
         truth = fixed_action_truth(env_cfg, episodes, windows, given, sequence)
         actions = torch.from_numpy(sequence).expand(n, f).contiguous()
-        frames = decode(vqvae, generate(prior, windows.given_codes, actions, temperature, seed))
+        frames = rollout(actions, seed)
         if truth is not None:  # all windows, one sample (the moving frames are those of the recorded future)
             curves.update({f"{m}_fixed_{name}": curve(v) for m, v in frame_scores(frames, truth).items()})
         media[f"fixed_{name}"] = (windows.given_frames, frames, truth)
+    bar.close()
     score("copy_last", [np.repeat(windows.given_frames[:, -1:], f, axis=1)], windows.truth)
     score("copy_last_codes", [decode(vqvae, windows.given_codes[:, -1:].expand(-1, f, -1, -1))], windows.truth)
     device = next(vqvae.parameters()).device
