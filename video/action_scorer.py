@@ -83,6 +83,7 @@ class InverseDynamics(nn.Module):
             channels = out
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(channels, num_actions)
+        self.num_actions = num_actions
 
     def forward(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
         x = torch.cat([before, after, after - before], dim=1)
@@ -142,5 +143,29 @@ def action_confusion(truth: np.ndarray, predicted: np.ndarray, num_actions: int)
     return confusion_matrix(truth, predicted, labels=list(range(num_actions)))
 
 
+@torch.no_grad()
+def reconstruct_frames(vqvae: nn.Module, frames: np.ndarray) -> np.ndarray:
+    """The frame VQ-VAE's reconstructions ``[N, H, W, 3]`` uint8 of ``frames`` (same shape), in batches."""
+    device = next(vqvae.parameters()).device
+    out = [(vqvae(_to_input(frames[i:i + BATCH], device)).x_hat.clamp(0, 1).permute(0, 2, 3, 1) * 255)
+           .round().byte().cpu().numpy() for i in range(0, len(frames), BATCH)]
+    return np.concatenate(out)
+
+
+def validate_action_scorer(model: InverseDynamics, held_out: Transitions, vqvae: nn.Module
+                           ) -> tuple[dict[str, float], np.ndarray]:
+    """The scorer's accuracy on held-out real transitions, on the frame VQ-VAE's reconstructions of the same two
+    frames, and the chance level (most frequent held-out action); with the confusion counts ``[A, A]`` on the real
+    transitions. Keys: ``real_accuracy``, ``vqvae_recon_accuracy``, ``chance_accuracy``, ``transitions``."""
+    real = predict_actions(model, held_out)
+    recon = Transitions(reconstruct_frames(vqvae, held_out.before), reconstruct_frames(vqvae, held_out.after),
+                        held_out.actions)
+    scores = {"real_accuracy": float((real == held_out.actions).mean()),
+              "vqvae_recon_accuracy": float((predict_actions(model, recon) == held_out.actions).mean()),
+              "chance_accuracy": chance_accuracy(held_out.actions), "transitions": float(len(held_out))}
+    return scores, action_confusion(held_out.actions, real, model.num_actions)
+
+
 __all__ = ["InverseDynamics", "Transitions", "action_confusion", "chance_accuracy", "predict_actions",
-           "real_transitions", "rollout_transitions", "train_action_scorer"]
+           "real_transitions", "reconstruct_frames", "rollout_transitions", "train_action_scorer",
+           "validate_action_scorer"]

@@ -79,9 +79,13 @@ class VideoPriorConfig:
     given_frames: int = 6  # real frames given before generation (paper: 6)
     generated_frames: int = 10  # frames generated in latent space (paper: 10)
     temperature: float = 1.0
-    eval_samples: int = 4  # S rollouts per held-out window: scored as their mean and as the best of S (≤ 16)
-    # a generated step counts as "moving" where the true frame differs from the last given one: PSNR below this (dB)
-    moving_threshold_db: float = 30.0
+    eval_samples: int = 4  # S rollouts per held-out window: one-try scores averaged over S; oracle best of S (≤ 16)
+    # a window is "moving" where a true transition changes the frame by more than this mean absolute difference
+    # (8-bit levels; video/protocol.py)
+    moving_min_change: float = 1.0
+    # the inverse-dynamics action scorer (video/action_scorer.py): Adam steps and real training transitions
+    action_scorer_steps: int = 1000
+    action_scorer_transitions: int = 20000
     fixed_actions: list[str] = field(default_factory=lambda: ["move_forward", "turn_right"])  # paper fig. 7
     eval_windows: int = 128  # held-out (episode, start) windows evaluated by PSNR/SSIM
     eval_stride: int = 16  # frames between window starts within an episode
@@ -94,7 +98,8 @@ class VideoPriorConfig:
     LIMITS: ClassVar[Limits] = {"context_frames": (">=", 1), "given_frames": (">=", 1),
                                 "generated_frames": (">=", 1), "temperature": (">", 0), "eval_windows": (">=", 1),
                                 "eval_stride": (">=", 1), "val_windows": (">=", 1), "media_examples": (">=", 0),
-                                "eval_samples": (">=", 1, "<=", 16)}
+                                "eval_samples": (">=", 1, "<=", 16), "moving_min_change": (">=", 0),
+                                "action_scorer_steps": (">=", 0), "action_scorer_transitions": (">=", 1)}
 
 
 @dataclass

@@ -13,7 +13,7 @@ are compared, step by step, with the true frames:
 Reference rows: the frame VQ-VAE's reconstruction of the true future (what the decoder can reach), and a copy of the
 last given frame, in pixels and as its decoded codes (a prior that ignored the dynamics; exact copies are right
 whenever the view returns, e.g. after a left and a right turn, or does not change, e.g. walking into a wall).
-Scores, the moving frames and the protocols over several sampled rollouts (mean, best of S): :mod:`video.protocol`.
+Scores, the window sets and the protocols over several sampled rollouts (one try, oracle best of S): :mod:`video.protocol`.
 
 Axis legend: N windows, G given frames, F generated frames, H W frame size, h w latent grid, 3 RGB channels.
 """
@@ -32,7 +32,8 @@ from priors.codes import from_prior_grid
 from video.config import VideoEnvConfig
 from video.data import Episode, evaluation_windows
 from video.envs import make_env
-from video.protocol import curve, frame_scores, moving_mask, protocol_curves
+from video.action_scorer import InverseDynamics, action_confusion, predict_actions, rollout_transitions
+from video.protocol import curve, frame_scores, moving_windows, protocol_curves
 from video.record import rollout_from
 
 BATCH = 64
@@ -119,8 +120,8 @@ def fixed_action_truth(env_cfg: VideoEnvConfig, episodes: list[Episode], windows
 @torch.no_grad()
 def evaluate_generation(prior: ActionConditionalPixelCNN, vqvae: ImageVQVAE, windows: Windows, env_cfg: VideoEnvConfig,
                         episodes: list[Episode], fixed: dict[str, int], temperature: float, seed: int,
-                        samples: int = 1, moving_threshold_db: float = 30.0
-                        ) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, ...]]]:
+                        samples: int = 1, moving_min_change: float = 1.0, scorer: InverseDynamics | None = None
+                        ) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, ...]], dict[str, np.ndarray]]:
     """Generate under the true, shuffled and fixed actions and score every step (:mod:`video.protocol`).
 
     Args:
@@ -133,20 +134,39 @@ def evaluate_generation(prior: ActionConditionalPixelCNN, vqvae: ImageVQVAE, win
         seed: sampling seed: sample s of every condition uses the noise of ``seed + s``, so the true and the
             shuffled actions meet the same random numbers.
         samples: S rollouts per window under the true and the shuffled actions (one under fixed actions).
-        moving_threshold_db: the moving frames' threshold (:func:`video.protocol.moving_mask`).
+        moving_min_change: the moving windows' threshold (:func:`video.protocol.moving_windows`).
+        scorer: an action scorer (:mod:`video.action_scorer`); when given, every generated transition is scored
+            against the action the prior was given.
 
     Returns:
-        ``(curves, media)``: ``curves`` maps the names of :func:`video.protocol.protocol_curves` for
+        ``(curves, media, confusions)``: ``curves`` maps the names of :func:`video.protocol.protocol_curves` for
         ``true_actions``, ``shuffled_actions``, ``fixed_<action>`` (all windows only), ``copy_last``,
         ``copy_last_codes`` and ``vqvae_recon`` (e.g. ``psnr_true_actions``, ``moving/ssim_copy_last``,
-        ``psnr_true_actions_best_of_4``), plus ``moving_fraction``, to ``[F]`` arrays; ``media`` maps each
-        condition to ``(given [N, G, H, W, 3], first sample's frames [N, F, H, W, 3], truth or None)``.
+        ``psnr_true_actions_oracle_best_of_4``), ``moving_fraction`` (the moving windows' share, the same at every
+        step) and, with a scorer, ``action_accuracy_<condition>`` (the share of generated transitions at each step
+        whose scored action is the commanded one, over all samples and windows), to ``[F]`` arrays; ``media`` maps
+        each condition to ``(given [N, G, H, W, 3], first sample's frames [N, F, H, W, 3], truth or None)``;
+        ``confusions`` maps each condition to the scorer's confusion counts ``[A, A]`` (rows: commanded action).
     """
     given = windows.given_codes.shape[1]
     n, f = windows.actions.shape
-    moving = moving_mask(windows.given_frames[:, -1], windows.truth, moving_threshold_db)  # [N, F]
-    curves: dict[str, np.ndarray] = {"moving_fraction": moving.mean(0)}
+    last_given = windows.given_frames[:, -1]
+    moving = moving_windows(last_given, windows.truth, moving_min_change)  # [N]
+    curves: dict[str, np.ndarray] = {"moving_fraction": np.full(f, moving.mean())}
     media: dict[str, tuple] = {}
+    confusions: dict[str, np.ndarray] = {}
+
+    def score_actions(name: str, rollouts: list[np.ndarray], actions: torch.Tensor) -> None:
+        if scorer is None:
+            return
+        hits, counts = [], 0
+        for frames in rollouts:
+            transitions = rollout_transitions(last_given, frames, actions.numpy())
+            predicted = predict_actions(scorer, transitions)
+            hits.append((predicted == transitions.actions).reshape(n, f))
+            counts = counts + action_confusion(transitions.actions, predicted, scorer.num_actions)
+        curves[f"action_accuracy_{name}"] = np.stack(hits).mean((0, 1))
+        confusions[name] = counts
 
     def score(name: str, predictions: list[np.ndarray], truth: np.ndarray) -> None:
         per_sample = [frame_scores(pred, truth) for pred in predictions]
@@ -165,13 +185,15 @@ def evaluate_generation(prior: ActionConditionalPixelCNN, vqvae: ImageVQVAE, win
     for name, actions in {"true_actions": windows.actions, "shuffled_actions": shuffled}.items():
         rollouts = [rollout(actions, seed + s) for s in range(samples)]
         score(name, rollouts, windows.truth)
+        score_actions(name, rollouts, actions)
         media[name] = (windows.given_frames, rollouts[0], windows.truth)
     for name, index in fixed.items():
         sequence = np.full(f, index, dtype=np.int64)
         truth = fixed_action_truth(env_cfg, episodes, windows, given, sequence)
         actions = torch.from_numpy(sequence).expand(n, f).contiguous()
         frames = rollout(actions, seed)
-        if truth is not None:  # all windows, one sample (the moving frames are those of the recorded future)
+        score_actions(f"fixed_{name}", [frames], actions)
+        if truth is not None:  # all windows, one sample
             curves.update({f"{m}_fixed_{name}": curve(v) for m, v in frame_scores(frames, truth).items()})
         media[f"fixed_{name}"] = (windows.given_frames, frames, truth)
     bar.close()
@@ -184,4 +206,4 @@ def evaluate_generation(prior: ActionConditionalPixelCNN, vqvae: ImageVQVAE, win
     if codes.dim() == 5:
         codes = codes.flatten(3)  # [N, F, h, w·G]
     score("vqvae_recon", [decode(vqvae, codes)], windows.truth)
-    return curves, media
+    return curves, media, confusions

@@ -13,11 +13,12 @@ import torch
 
 from core.pipeline import prior_checkpoint
 from core.tracking import stage_tracker
+from video.action_scorer import InverseDynamics, real_transitions, train_action_scorer, validate_action_scorer
 from video.config import VideoConfig
 from video.data import FrameDataset
 from video.envs import action_index
 from video.evaluate import build_windows, evaluate_generation
-from video.media import curves_figure, gif_frames, strip, write_gif
+from video.media import confusion_figure, curves_figure, gif_frames, strip, write_gif
 from video.prior_stage import latent_grid, load_checked_vqvae, load_prior, split_codes
 from video.splits import Splits
 
@@ -28,9 +29,15 @@ def _table(curves: dict[str, np.ndarray], metric: str) -> str:
     rows = [(name[len(metric) + 1:], values) for name, values in curves.items() if name.startswith(metric + "_")]
     steps = len(rows[0][1])
     head = f"{metric.upper():>30} " + " ".join(f"{i:>6d}" for i in range(1, steps + 1)) + "    mean"
-    lines = [head] + [f"{name:>30} " + " ".join(f"{v:6.3f}" if "ssim" in metric else f"{v:6.2f}" for v in values) +
-                      f"  {np.nanmean(values):6.3f}" for name, values in rows]
+    lines = [head] + [f"{name:>30} " + " ".join(f"{v:6.2f}" if "psnr" in metric else f"{v:6.3f}" for v in values) +
+                      f"  {_mean(values):6.3f}" for name, values in rows]
     return "\n".join(lines)
+
+
+def _mean(values: np.ndarray) -> float:
+    """Mean over the steps that have a value (NaN when none has, without NumPy's empty-slice warning)."""
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if len(finite) else float("nan")
 
 
 @torch.no_grad()
@@ -47,6 +54,21 @@ def _vqvae_psnr(vqvae, frames: FrameDataset, device: torch.device) -> float:
     return total / max(count, 1)
 
 
+def _action_scorer(cfg: VideoConfig, splits: Splits, vqvae: torch.nn.Module, device: torch.device
+                   ) -> tuple[InverseDynamics | None, dict[str, float], np.ndarray | None]:
+    """Train the inverse-dynamics scorer on real training transitions and validate it on held-out ones (real and
+    through the frame VQ-VAE); ``(None, {}, None)`` when ``prior.action_scorer_steps`` is 0."""
+    p = cfg.prior
+    if p.action_scorer_steps == 0:
+        return None, {}, None
+    train = real_transitions(splits.train, p.action_scorer_transitions, seed=p.train.seed)
+    scorer = train_action_scorer(train, len(splits.action_names), steps=p.action_scorer_steps, seed=p.train.seed,
+                                 device=device)
+    held_out = real_transitions(splits.val, p.action_scorer_transitions, seed=p.train.seed)
+    scores, confusion = validate_action_scorer(scorer, held_out, vqvae)
+    return scorer, {f"generate/action_scorer/{k}": v for k, v in scores.items()}, confusion
+
+
 def run_generate(cfg: VideoConfig, splits: Splits, device: torch.device) -> dict[str, float]:
     """Stage "generate": 10 frames from 6 real ones under the true, shuffled and fixed actions on held-out episodes;
     per-step PSNR/SSIM as ``generate/*`` metrics (step = generated frame 1..F), gif strips as artifacts."""
@@ -61,8 +83,9 @@ def run_generate(cfg: VideoConfig, splits: Splits, device: torch.device) -> dict
     fixed = {name: action_index(splits.action_names, name) for name in p.fixed_actions}
     val_codes = split_codes(cfg, splits.val, "val", frozen, device, splits.key)
     windows = build_windows(splits.val, val_codes, p.given_frames, p.generated_frames, p.eval_stride, p.eval_windows)
-    curves, media = evaluate_generation(prior, vqvae, windows, cfg.env, splits.val, fixed, p.temperature,
-                                        p.train.seed, p.eval_samples, p.moving_threshold_db)
+    scorer, validation, real_confusion = _action_scorer(cfg, splits, vqvae, device)
+    curves, media, confusions = evaluate_generation(prior, vqvae, windows, cfg.env, splits.val, fixed, p.temperature,
+                                                    p.train.seed, p.eval_samples, p.moving_min_change, scorer)
     recon_psnr = _vqvae_psnr(vqvae, FrameDataset(splits.val, max_items=cfg.data.val_frames), device)
 
     tracker = stage_tracker(cfg.tracking, "generate", cfg, {
@@ -71,8 +94,9 @@ def run_generate(cfg: VideoConfig, splits: Splits, device: torch.device) -> dict
     for step in range(p.generated_frames):
         tracker.log_metrics({f"generate/{name}": float(values[step]) for name, values in curves.items()
                              if np.isfinite(values[step])}, step + 1)
-    means = {f"generate/{name}_mean": float(np.nanmean(values)) for name, values in curves.items()}
-    metrics = {**means, "generate/vqvae_psnr": recon_psnr, "generate/windows": float(len(windows.starts))}
+    means = {f"generate/{name}_mean": _mean(values) for name, values in curves.items() if np.isfinite(values).any()}
+    metrics = {**means, **validation, "generate/vqvae_psnr": recon_psnr,
+               "generate/windows": float(len(windows.starts))}
     tracker.log_metrics(metrics, p.generated_frames)
     out_dir = Path(cfg.train.output_dir) / "generate"
     shown = slice(0, p.media_examples)
@@ -87,15 +111,27 @@ def run_generate(cfg: VideoConfig, splits: Splits, device: torch.device) -> dict
     import matplotlib.pyplot as plt
 
     for metric in ("psnr", "ssim"):
-        fig = curves_figure(curves, metric, p.eval_samples)
+        fig = curves_figure(curves, metric)
         tracker.log_figure(fig, f"curves/{metric}_per_step.png")
+        plt.close(fig)
+    if scorer is not None:
+        fig = confusion_figure({"held-out real transitions": real_confusion, **confusions}, splits.action_names)
+        tracker.log_figure(fig, "action_scorer/confusion.png")
         plt.close(fig)
     tracker.end()
     print(f"\ngeneration on {len(windows.starts)} held-out windows: {p.given_frames} given frames, "
           f"{p.generated_frames} generated (temperature {p.temperature}); frame VQ-VAE PSNR on held-out frames "
           f"{recon_psnr:.2f} dB")
-    for metric in ("psnr", "ssim", "moving/psnr", "moving/ssim"):
-        print(_table(curves, metric))
-    print("moving fraction per step: " + " ".join(f"{v:.2f}" for v in curves["moving_fraction"]))
+    print(f"one try: each sampled rollout scored on its own, averaged over {p.eval_samples} samples and the windows; "
+          f"rows *_oracle_best_of_{p.eval_samples} choose with the true frames (an oracle)")
+    for metric in ("psnr", "ssim", "moving/psnr", "moving/ssim", "still/psnr", "still/ssim", "action_accuracy"):
+        if any(name.startswith(metric + "_") for name in curves):
+            print(_table(curves, metric))
+    moving = curves["moving_fraction"][0]
+    print(f"moving windows: {round(moving * len(windows.starts))} of {len(windows.starts)} ({moving:.1%})")
+    if validation:
+        v = {k.rsplit("/", 1)[1]: x for k, x in validation.items()}
+        print(f"action scorer on {int(v['transitions'])} held-out real transitions: {v['real_accuracy']:.1%}; on their "
+              f"VQ-VAE reconstructions {v['vqvae_recon_accuracy']:.1%}; chance {v['chance_accuracy']:.1%}")
     print(f"MLflow UI: {tracker.ui_command()}")
     return metrics

@@ -102,33 +102,54 @@ def write_gif(pictures: list[np.ndarray], path: str | Path, frame_ms: int = 250)
     return path
 
 
-# (curve name without the metric, label) of the per-step plot: (a) model, true actions; (b) shuffled actions;
-# (c) repeat the last given frame; (d) the frame VQ-VAE's reconstruction of the truth (the ceiling)
-PLOTTED = (("true_actions", "true actions (mean of samples)"),
-           ("true_actions_best_of_{s}", "true actions (best of {s})"), ("shuffled_actions", "shuffled actions (mean)"),
+# (curve name without the metric, label) of the per-step plot, all one try: (a) model, true actions; (b) shuffled
+# actions; (c) repeat the last given frame; (d) the frame VQ-VAE's reconstruction of the truth (the ceiling). The
+# oracle best-of-S curves are metrics only: an oracle is never drawn beside a one-try baseline.
+PLOTTED = (("true_actions", "true actions (one try)"), ("shuffled_actions", "shuffled actions (one try)"),
            ("copy_last", "repeat last given frame"),
            ("vqvae_recon", "VQ-VAE reconstruction of the truth"))
 
 
-def curves_figure(curves: dict[str, np.ndarray], metric: str, samples: int):
-    """A matplotlib figure of ``metric`` (``psnr`` or ``ssim``) against the generated step: all held-out windows
-    (left) and the moving frames (right), one line per prediction of ``PLOTTED`` that ``curves`` holds."""
+def curves_figure(curves: dict[str, np.ndarray], metric: str):
+    """A matplotlib figure of ``metric`` (``psnr`` or ``ssim``) against the generated step on all held-out windows,
+    the moving and the still windows, one line per prediction of ``PLOTTED`` that ``curves`` holds."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, prefix, title in zip(axes, ("", "moving/"), ("all held-out windows", "moving frames")):
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
+    for ax, prefix, title in zip(axes, ("", "moving/", "still/"),
+                                 ("all held-out windows", "moving windows", "still windows")):
         for name, label in PLOTTED:
-            key = f"{prefix}{metric}_{name.format(s=samples)}"
+            key = f"{prefix}{metric}_{name}"
             if key in curves:
                 values = curves[key]
-                ax.plot(np.arange(1, len(values) + 1), values, marker="o", label=label.format(s=samples))
+                ax.plot(np.arange(1, len(values) + 1), values, marker="o", label=label)
         ax.set_title(title)
         ax.set_xlabel("generated frame")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("PSNR (dB)" if metric == "psnr" else "SSIM")
-    axes[1].legend(fontsize=8)
+    axes[-1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(confusions: dict[str, np.ndarray], action_names: list[str]):
+    """One panel per condition: the action scorer's confusion counts (rows: the action taken or commanded; columns:
+    the scorer's answer), drawn with scikit-learn's ``ConfusionMatrixDisplay``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    fig, axes = plt.subplots(1, len(confusions), figsize=(4.5 * len(confusions), 4.2), squeeze=False)
+    for ax, (title, counts) in zip(axes[0], confusions.items()):
+        ConfusionMatrixDisplay(counts, display_labels=action_names).plot(ax=ax, colorbar=False, xticks_rotation=30)
+        accuracy = np.trace(counts) / max(counts.sum(), 1)
+        ax.set_title(f"{title}: {accuracy:.1%} of {counts.sum()}", fontsize=9)
+        ax.set_ylabel("commanded / taken")
+        ax.set_xlabel("scored")
     fig.tight_layout()
     return fig

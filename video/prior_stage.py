@@ -145,4 +145,14 @@ def load_prior(path: str | Path, frozen: FrozenVQVAE, grid: tuple[int, ...],
     """
     fits = {"codebook_size": frozen.model.quantizer.codebook_size, "grid": grid}
     return load_pipeline_prior(path, frozen, fits, lambda p: build_prior(
-        from_dict(VideoConfig, p["config"]), p["codebook_size"], len(p["action_names"])), device)
+        from_dict(VideoConfig, _current(p["config"])), p["codebook_size"], len(p["action_names"])), device)
+
+
+def _current(stored: dict) -> dict:
+    """A stored config without the evaluation keys retired since (``prior.moving_threshold_db``: the moving
+    windows are defined by the true frames now); they do not shape the prior."""
+    prior = {k: v for k, v in stored.get("prior", {}).items() if k not in RETIRED_PRIOR_KEYS}
+    return {**stored, "prior": prior}
+
+
+RETIRED_PRIOR_KEYS = ("moving_threshold_db",)

@@ -6,14 +6,17 @@ Definitions (every ``generate/*`` curve of the video job; step i = generated fra
   floored at the 8-bit rounding noise ``MSE_FLOOR`` (identical frames score 58.9 dB, not infinity), and SSIM
   (``skimage.metrics.structural_similarity`` over the RGB channels, data range 255, 7×7 window or the largest odd
   window that fits);
-* **window sets**: *all* held-out windows, and the *moving* frames: step i of a window counts where the true frame
-  differs from the window's last given frame, i.e. their PSNR is below ``moving_threshold_db`` (config); copying the
-  last frame is exact on the others (the agent faces a wall or the view returns);
-* **curve**: the mean over the windows of a set at each step ``[F]`` (NaN where a set has no window at a step);
-* **protocols** for S sampled rollouts per window (standard in stochastic video prediction): *mean* averages the
-  scores over the S samples; *best of S* keeps, per window, the sample with the highest mean score over the F steps
-  (chosen by PSNR for the PSNR curve and by SSIM for the SSIM curve). Deterministic predictions (copy-last, the
-  VQ-VAE's reconstruction) have one "sample".
+* **window sets**: *all* held-out windows; *moving* windows, where at least one of the F true transitions (the last
+  given frame → true frame 1, true frame i → i + 1) changes the view: the two frames' mean absolute difference
+  exceeds ``moving_min_change`` 8-bit levels (config); *still* windows, the others (the agent faces a wall or does
+  not move). The sets come from the true frames alone, not from any prediction's score;
+* **curve**: the mean over the windows of a set at each step ``[F]`` (NaN where a set has no window);
+* **protocols** for S sampled rollouts per window: the headline is **one try**, the expected score of a single
+  rollout: every sample is scored on its own against the truth, and the scores (not the frames) are averaged over
+  the S samples and the windows. *Oracle best of S* (``_oracle_best_of_S``) keeps, per window, the sample with the
+  highest mean score over the F steps, chosen with the true frames (by PSNR for the PSNR curve and by SSIM for the
+  SSIM curve): it is an oracle, set only beside other predictions under the same oracle, never beside a one-try
+  baseline. Deterministic predictions (copy-last, the VQ-VAE's reconstruction) have one try.
 
 Axis legend: S samples, N windows, F generated frames, H W frame size, 3 RGB channels.
 """
@@ -52,19 +55,20 @@ def frame_scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
     return {"psnr": psnr, "ssim": ssim}
 
 
-def moving_mask(last_given: np.ndarray, truth: np.ndarray, threshold_db: float) -> np.ndarray:
-    """``[N, F]`` bool: the true frame differs from the last given frame (``[N, H, W, 3]``), PSNR < ``threshold_db``."""
-    return frame_psnr(np.broadcast_to(last_given[:, None], truth.shape), truth) < threshold_db
+def moving_windows(last_given: np.ndarray, truth: np.ndarray, min_change: float) -> np.ndarray:
+    """``[N]`` bool: some true transition of the window changes the view by more than ``min_change`` levels
+    (mean absolute difference on the 0–255 scale) — ``last_given`` ``[N, H, W, 3]``, ``truth`` ``[N, F, H, W, 3]``."""
+    frames = np.concatenate([last_given[:, None], truth], axis=1).astype(np.int16)
+    change = np.abs(np.diff(frames, axis=1)).reshape(*truth.shape[:2], -1).mean(-1)  # [N, F]
+    return (change > min_change).any(1)
 
 
-def curve(scores: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Per-step mean ``[F]`` of ``scores`` ``[N, F]`` over the windows, only where ``mask`` ``[N, F]`` holds
-    (NaN at a step no window passes)."""
-    if mask is None:
+def curve(scores: np.ndarray, windows: np.ndarray | None = None) -> np.ndarray:
+    """Per-step mean ``[F]`` of ``scores`` ``[N, F]`` over the windows, only those where ``windows`` ``[N]`` holds
+    (NaN at every step when none does)."""
+    if windows is None:
         return scores.mean(0)
-    counts = mask.sum(0)
-    sums = np.where(mask, scores, 0.0).sum(0)
-    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    return scores[windows].mean(0) if windows.any() else np.full(scores.shape[1], np.nan)
 
 
 def best_of(samples: np.ndarray) -> np.ndarray:
@@ -79,18 +83,19 @@ def protocol_curves(name: str, samples: dict[str, np.ndarray], moving: np.ndarra
     Args:
         name: the prediction's name (``true_actions``, ``copy_last``, …).
         samples: ``{"psnr": [S, N, F], "ssim": [S, N, F]}`` frame scores of S samples (S = 1: deterministic).
-        moving: ``[N, F]`` from :func:`moving_mask`.
+        moving: ``[N]`` from :func:`moving_windows`.
 
     Returns:
-        ``{"<metric>_<name>": mean protocol on all windows, "moving/<metric>_<name>": on the moving frames, and for
-        S > 1 the same keys with ``_best_of_<S>``}``, each ``[F]``.
+        ``{"<metric>_<name>": one try on all windows, "moving/<metric>_<name>", "still/<metric>_<name>": on the moving
+        and the still windows, and for S > 1 the same keys with ``_oracle_best_of_<S>``}``, each ``[F]``.
     """
     out: dict[str, np.ndarray] = {}
     for metric, scores in samples.items():
-        per_protocol = {"": scores.mean(0)}
+        per_protocol = {"": scores.mean(0)}  # per-sample scores averaged: the expected score of one try
         if scores.shape[0] > 1:
-            per_protocol[f"_best_of_{scores.shape[0]}"] = best_of(scores)
+            per_protocol[f"_oracle_best_of_{scores.shape[0]}"] = best_of(scores)
         for suffix, per_window in per_protocol.items():
             out[f"{metric}_{name}{suffix}"] = curve(per_window)
             out[f"moving/{metric}_{name}{suffix}"] = curve(per_window, moving)
+            out[f"still/{metric}_{name}{suffix}"] = curve(per_window, ~moving)
     return out

@@ -63,10 +63,15 @@ def test_fast_config_runs_end_to_end_into_tmp_path(tmp_path):
     assert sorted(m.step for m in history) == list(range(1, 11))
     for name in ("psnr_shuffled_actions", "ssim_true_actions", "ssim_shuffled_actions", "psnr_fixed_move_forward",
                  "psnr_copy_last", "psnr_copy_last_codes", "psnr_vqvae_recon", "vqvae_psnr",
-                 "psnr_true_actions_best_of_2", "ssim_shuffled_actions_best_of_2", "moving/psnr_true_actions",
-                 "moving/ssim_copy_last", "moving/psnr_vqvae_recon", "moving_fraction"):
+                 "psnr_true_actions_oracle_best_of_2", "ssim_shuffled_actions_oracle_best_of_2",
+                 "moving/psnr_true_actions", "moving/ssim_copy_last", "moving/psnr_vqvae_recon", "moving_fraction",
+                 "action_accuracy_true_actions", "action_accuracy_shuffled_actions",
+                 "action_accuracy_fixed_turn_right", "action_scorer/real_accuracy",
+                 "action_scorer/vqvae_recon_accuracy", "action_scorer/chance_accuracy"):
         assert f"generate/{name}" in gen.data.metrics, name
-    assert metrics["generate/psnr_true_actions_best_of_2_mean"] >= metrics["generate/psnr_true_actions_mean"] - 1e-9
+    assert metrics["generate/psnr_true_actions_oracle_best_of_2_mean"] >= metrics["generate/psnr_true_actions_mean"] - 1e-9
+    assert 0 <= metrics["generate/action_accuracy_true_actions_mean"] <= 1
+    assert "action_scorer/confusion.png" in {a.path for a in client.list_artifacts(gen.info.run_id, "action_scorer")}
     assert {"curves/psnr_per_step.png", "curves/ssim_per_step.png"} <= {
         a.path for a in client.list_artifacts(gen.info.run_id, "curves")}
     artifacts = {a.path for folder in ("gifs", "strips") for a in client.list_artifacts(gen.info.run_id, folder)}
@@ -94,7 +99,8 @@ def test_paper_config_runs_a_few_steps_of_every_stage(tmp_path):
              "train.device=cpu",
              "prior.train.steps=2", "prior.train.batch_size=2", "prior.train.eval_every=2",
              "prior.train.checkpoint_every=2", "prior.val_windows=2", "prior.eval_windows=1", "prior.eval_samples=1",
-             "prior.generated_frames=2", "prior.fixed_actions=[move_forward]", "prior.media_examples=1"]
+             "prior.generated_frames=2", "prior.fixed_actions=[move_forward]", "prior.media_examples=1",
+             "prior.action_scorer_steps=2", "prior.action_scorer_transitions=8"]
     metrics = run.main(["video", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--config", paper,
                         f"train.output_dir={tmp_path / 'out'}", *small])
     prior = read_checkpoint(tmp_path / "out" / "prior" / "checkpoints" / "latest.pt")
@@ -107,3 +113,15 @@ def test_cli_errors_name_the_problem(tmp_path):
         run.main(_args(tmp_path, "--stage", "decode"))
     with pytest.raises(ValueError, match="known backends"):
         run.main(_args(tmp_path, "env.backend=dmlab", "--stage", "record"))
+
+
+def test_a_prior_checkpoint_written_before_the_moving_windows_were_redefined_still_loads():
+    from core.config import ConfigError, from_dict, to_dict
+    from video.config import VideoConfig
+    from video.prior_stage import _current
+
+    stored = to_dict(VideoConfig())
+    stored["prior"]["moving_threshold_db"] = 30.0  # the retired key, as older checkpoints hold it
+    with pytest.raises(ConfigError, match="moving_threshold_db"):
+        from_dict(VideoConfig, stored)
+    assert from_dict(VideoConfig, _current(stored)).prior.moving_min_change == 1.0
