@@ -15,7 +15,10 @@ With several latent levels (:class:`image.hierarchy.HierarchicalVQVAE`), ``psnr`
 ``bicubic_psnr`` resamples by the bottom level's factor; each level ``<name>`` (``bottom``, ``middle``, ``top``) adds
 its codebook health as ``<name>/perplexity``, ``<name>/dead_codes``…, and above the bottom ``<name>/bicubic_psnr``
 (bicubic by that level's factor) and ``<name>/psnr``: pooled PSNR decoding from that level and the levels above it
-alone (lower levels filled with zero vectors, :meth:`~image.hierarchy.HierarchicalVQVAE.decode`).
+alone (lower levels filled with zero vectors, :meth:`~image.hierarchy.HierarchicalVQVAE.decode`). What the top codes
+carry that the lower ones do not: ``top/swap_psnr``, pooled PSNR decoding from every level after each item's top codes
+are replaced by those of another item (the evaluation batch rolled by half its size; lower codes kept), and
+``top/swap_psnr_drop`` = ``psnr − top/swap_psnr`` in dB (0 when the decoder ignores the top level).
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ def score_reconstructions(model, dataset: Dataset, device: torch.device, data_va
     usage = {p: CodebookUsage(q.codebook_size, q.groups) for p, q in zip(prefixes, quantizers)}
     ours, bicubic = _Pooled(), [_Pooled() for _ in factors]
     upper = [_Pooled() for _ in factors[1:]]  # from level l upward, l ≥ 1 (hierarchical)
+    swapped = _Pooled()  # every level, the top codes of another item (hierarchical)
     for x, _ in DataLoader(dataset, batch_size=EVAL_BATCH, num_workers=num_workers):
         x = x.to(device)
         out = model(x)
@@ -92,8 +96,12 @@ def score_reconstructions(model, dataset: Dataset, device: torch.device, data_va
         levels = out.levels if hierarchical else [out.quantizer]
         for p, level in zip(prefixes, levels):
             usage[p].update(level.indices)
+        indices = [level.indices for level in levels]
         for keep, pooled in enumerate(reversed(upper), start=1):  # top alone, top two, …
-            pooled.update(x, model.decode([level.indices for level in levels], keep=keep).clamp(0, 1))
+            pooled.update(x, model.decode(indices, keep=keep).clamp(0, 1))
+        if hierarchical:
+            other = indices[:-1] + [indices[-1].roll(max(1, x.shape[0] // 2), dims=0)]
+            swapped.update(x, model.decode(other).clamp(0, 1))
     mse = ours.mse()
     scores = {"mse": mse, "nmse": mse / data_variance, "psnr": psnr_of_mse(mse),
               "psnr_per_image": ours.psnr_sum / ours.count, "bicubic_psnr": psnr_of_mse(bicubic[0].mse())}
@@ -102,4 +110,7 @@ def score_reconstructions(model, dataset: Dataset, device: torch.device, data_va
         if i:  # above the bottom (whose bicubic is ``bicubic_psnr`` and whose reconstruction is ``psnr``)
             scores[f"{p}bicubic_psnr"] = psnr_of_mse(bicubic[i].mse())
             scores[f"{p}psnr"] = psnr_of_mse(upper[i - 1].mse())
+    if hierarchical:
+        scores["top/swap_psnr"] = psnr_of_mse(swapped.mse())
+        scores["top/swap_psnr_drop"] = scores["psnr"] - scores["top/swap_psnr"]
     return scores, usage

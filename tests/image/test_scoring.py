@@ -43,3 +43,26 @@ def test_pooled_and_per_image_psnr_and_bicubic_match_the_hand_computation():
     assert usage[""].summary()["perplexity"] == scores["perplexity"]
     with pytest.raises(ValueError, match="empty held-out set"):
         score_reconstructions(model, TensorImages(x[:0]), torch.device("cpu"), 0.05)
+
+
+def test_top_code_swap_scores_the_reconstruction_from_another_items_top_codes():
+    from image.hierarchy import HierarchicalVQVAE
+
+    torch.manual_seed(0)
+    model = HierarchicalVQVAE(ImageModelConfig(hidden_channels=8, residual_channels=4),
+                              QuantizerConfig(kind="ema", codebook_size=16, code_dim=4), levels=2).eval()
+    x = torch.rand(6, 3, 16, 16)
+    scores, _ = score_reconstructions(model, TensorImages(x), torch.device("cpu"), data_variance=0.05)
+    with torch.no_grad():  # brute force: item i decoded with its bottom codes and item (i − 3)'s top codes
+        bottom, top = model.encode(x)
+        swapped = torch.stack([model.decode([bottom[i:i + 1], top[(i - 3) % 6:(i - 3) % 6 + 1]])[0]
+                               for i in range(6)]).clamp(0, 1)
+    mse = float((swapped - x).square().mean())
+    assert scores["top/swap_psnr"] == pytest.approx(10 * math.log10(1 / mse), rel=1e-5)
+    assert scores["top/swap_psnr_drop"] == pytest.approx(scores["psnr"] - scores["top/swap_psnr"])
+    same, _ = score_reconstructions(model, TensorImages(x[:1].expand(4, -1, -1, -1)), torch.device("cpu"), 0.05)
+    assert same["top/swap_psnr_drop"] == pytest.approx(0.0, abs=1e-9)  # swapping equal items changes nothing
+    assert "top/swap_psnr" not in score_reconstructions(
+        ImageVQVAE(ImageModelConfig(hidden_channels=8, residual_channels=4),
+                   QuantizerConfig(kind="ema", codebook_size=16, code_dim=4)).eval(),
+        TensorImages(x), torch.device("cpu"), 0.05)[0]
