@@ -69,8 +69,9 @@ def rollout_transitions(last_given: np.ndarray, frames: np.ndarray, actions: np.
 class InverseDynamics(nn.Module):
     """Logits ``[N, A]`` of the action between ``before`` and ``after`` (``[N, 3, H, W]`` in [0, 1]).
 
-    The input is the two frames and their difference (9 channels); four stride-2 convolutions, global average
-    pooling and a linear layer.
+    The input is the two frames and their difference (9 channels); four stride-2 convolutions, average pooling to a
+    4×4 map, and a two-layer head over the flattened map. The head keeps the map's layout: where the view moved
+    tells a left turn from a right one, and a global average over positions learned nothing on MiniWorld frames.
     """
 
     def __init__(self, num_actions: int, width: int = 32):
@@ -81,13 +82,12 @@ class InverseDynamics(nn.Module):
         for out in (width, 2 * width, 2 * width, 2 * width):
             layers += [nn.Conv2d(channels, out, 4, stride=2, padding=1), nn.GroupNorm(8, out), nn.SiLU()]
             channels = out
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(channels, num_actions)
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(4), nn.Flatten())
+        self.head = nn.Sequential(nn.Linear(channels * 16, 128), nn.SiLU(), nn.Linear(128, num_actions))
         self.num_actions = num_actions
 
     def forward(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([before, after, after - before], dim=1)
-        return self.head(self.features(x).mean(dim=(2, 3)))
+        return self.head(self.features(torch.cat([before, after, after - before], dim=1)))
 
 
 def _to_input(frames: np.ndarray, device: torch.device) -> torch.Tensor:

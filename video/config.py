@@ -80,14 +80,17 @@ class VideoPriorConfig:
     generated_frames: int = 10  # frames generated in latent space (paper: 10)
     temperature: float = 1.0
     eval_samples: int = 4  # S rollouts per held-out window: one-try scores averaged over S; oracle best of S (≤ 16)
-    # a window is "moving" where a true transition changes the frame by more than this mean absolute difference
-    # (8-bit levels; video/protocol.py)
+    # a generated step is "moving" where the true transition into its frame changes the view by more than this mean
+    # absolute difference (8-bit levels; video/protocol.py)
     moving_min_change: float = 1.0
     # the inverse-dynamics action scorer (video/action_scorer.py): Adam steps and real training transitions
     action_scorer_steps: int = 1000
     action_scorer_transitions: int = 20000
     fixed_actions: list[str] = field(default_factory=lambda: ["move_forward", "turn_right"])  # paper fig. 7
     eval_windows: int = 128  # held-out (episode, start) windows evaluated by PSNR/SSIM
+    # the episodes the generate stage scores: "val" (held out: the reported numbers) or "train" (for choosing a
+    # decoding setting such as the temperature without looking at the held-out scores)
+    eval_split: str = "val"
     eval_stride: int = 16  # frames between window starts within an episode
     val_windows: int = 2048  # held-out training windows for the prior's validation NLL
     media_examples: int = 4  # windows shown in the gif strips
@@ -100,6 +103,7 @@ class VideoPriorConfig:
                                 "eval_stride": (">=", 1), "val_windows": (">=", 1), "media_examples": (">=", 0),
                                 "eval_samples": (">=", 1, "<=", 16), "moving_min_change": (">=", 0),
                                 "action_scorer_steps": (">=", 0), "action_scorer_transitions": (">=", 1)}
+    CHOICES: ClassVar[dict[str, tuple]] = {"eval_split": ("val", "train")}
 
 
 @dataclass

@@ -33,7 +33,7 @@ from video.config import VideoEnvConfig
 from video.data import Episode, evaluation_windows
 from video.envs import make_env
 from video.action_scorer import InverseDynamics, action_confusion, predict_actions, rollout_transitions
-from video.protocol import curve, frame_scores, moving_windows, protocol_curves
+from video.protocol import curve, frame_scores, moving_steps, protocol_curves
 from video.record import rollout_from
 
 BATCH = 64
@@ -134,7 +134,7 @@ def evaluate_generation(prior: ActionConditionalPixelCNN, vqvae: ImageVQVAE, win
         seed: sampling seed: sample s of every condition uses the noise of ``seed + s``, so the true and the
             shuffled actions meet the same random numbers.
         samples: S rollouts per window under the true and the shuffled actions (one under fixed actions).
-        moving_min_change: the moving windows' threshold (:func:`video.protocol.moving_windows`).
+        moving_min_change: the moving steps' threshold (:func:`video.protocol.moving_steps`).
         scorer: an action scorer (:mod:`video.action_scorer`); when given, every generated transition is scored
             against the action the prior was given.
 
@@ -142,8 +142,7 @@ def evaluate_generation(prior: ActionConditionalPixelCNN, vqvae: ImageVQVAE, win
         ``(curves, media, confusions)``: ``curves`` maps the names of :func:`video.protocol.protocol_curves` for
         ``true_actions``, ``shuffled_actions``, ``fixed_<action>`` (all windows only), ``copy_last``,
         ``copy_last_codes`` and ``vqvae_recon`` (e.g. ``psnr_true_actions``, ``moving/ssim_copy_last``,
-        ``psnr_true_actions_oracle_best_of_4``), ``moving_fraction`` (the moving windows' share, the same at every
-        step) and, with a scorer, ``action_accuracy_<condition>`` (the share of generated transitions at each step
+        ``psnr_true_actions_oracle_best_of_4``), ``moving_fraction`` (the moving steps' share at each step) and, with a scorer, ``action_accuracy_<condition>`` (the share of generated transitions at each step
         whose scored action is the commanded one, over all samples and windows), to ``[F]`` arrays; ``media`` maps
         each condition to ``(given [N, G, H, W, 3], first sample's frames [N, F, H, W, 3], truth or None)``;
         ``confusions`` maps each condition to the scorer's confusion counts ``[A, A]`` (rows: commanded action).
@@ -151,8 +150,8 @@ def evaluate_generation(prior: ActionConditionalPixelCNN, vqvae: ImageVQVAE, win
     given = windows.given_codes.shape[1]
     n, f = windows.actions.shape
     last_given = windows.given_frames[:, -1]
-    moving = moving_windows(last_given, windows.truth, moving_min_change)  # [N]
-    curves: dict[str, np.ndarray] = {"moving_fraction": np.full(f, moving.mean())}
+    moving = moving_steps(last_given, windows.truth, moving_min_change)  # [N, F]
+    curves: dict[str, np.ndarray] = {"moving_fraction": moving.mean(0)}
     media: dict[str, tuple] = {}
     confusions: dict[str, np.ndarray] = {}
 

@@ -81,10 +81,11 @@ def run_generate(cfg: VideoConfig, splits: Splits, device: torch.device) -> dict
     if p.given_frames < prior.context_frames:
         raise ValueError(f"prior.given_frames ({p.given_frames}) < the prior's context frames ({prior.context_frames})")
     fixed = {name: action_index(splits.action_names, name) for name in p.fixed_actions}
-    val_codes = split_codes(cfg, splits.val, "val", frozen, device, splits.key)
-    windows = build_windows(splits.val, val_codes, p.given_frames, p.generated_frames, p.eval_stride, p.eval_windows)
+    episodes = splits.val if p.eval_split == "val" else splits.train
+    codes = split_codes(cfg, episodes, p.eval_split, frozen, device, splits.key)
+    windows = build_windows(episodes, codes, p.given_frames, p.generated_frames, p.eval_stride, p.eval_windows)
     scorer, validation, real_confusion = _action_scorer(cfg, splits, vqvae, device)
-    curves, media, confusions = evaluate_generation(prior, vqvae, windows, cfg.env, splits.val, fixed, p.temperature,
+    curves, media, confusions = evaluate_generation(prior, vqvae, windows, cfg.env, episodes, fixed, p.temperature,
                                                     p.train.seed, p.eval_samples, p.moving_min_change, scorer)
     recon_psnr = _vqvae_psnr(vqvae, FrameDataset(splits.val, max_items=cfg.data.val_frames), device)
 
@@ -119,7 +120,7 @@ def run_generate(cfg: VideoConfig, splits: Splits, device: torch.device) -> dict
         tracker.log_figure(fig, "action_scorer/confusion.png")
         plt.close(fig)
     tracker.end()
-    print(f"\ngeneration on {len(windows.starts)} held-out windows: {p.given_frames} given frames, "
+    print(f"\ngeneration on {len(windows.starts)} {'held-out' if p.eval_split == 'val' else 'TRAINING'} windows: {p.given_frames} given frames, "
           f"{p.generated_frames} generated (temperature {p.temperature}); frame VQ-VAE PSNR on held-out frames "
           f"{recon_psnr:.2f} dB")
     print(f"one try: each sampled rollout scored on its own, averaged over {p.eval_samples} samples and the windows; "
@@ -127,8 +128,8 @@ def run_generate(cfg: VideoConfig, splits: Splits, device: torch.device) -> dict
     for metric in ("psnr", "ssim", "moving/psnr", "moving/ssim", "still/psnr", "still/ssim", "action_accuracy"):
         if any(name.startswith(metric + "_") for name in curves):
             print(_table(curves, metric))
-    moving = curves["moving_fraction"][0]
-    print(f"moving windows: {round(moving * len(windows.starts))} of {len(windows.starts)} ({moving:.1%})")
+    print(f"moving steps: {curves['moving_fraction'].mean():.1%} (per step: "
+          + " ".join(f"{v:.2f}" for v in curves["moving_fraction"]) + ")")
     if validation:
         v = {k.rsplit("/", 1)[1]: x for k, x in validation.items()}
         print(f"action scorer on {int(v['transitions'])} held-out real transitions: {v['real_accuracy']:.1%}; on their "

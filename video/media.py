@@ -111,8 +111,8 @@ PLOTTED = (("true_actions", "true actions (one try)"), ("shuffled_actions", "shu
 
 
 def curves_figure(curves: dict[str, np.ndarray], metric: str):
-    """A matplotlib figure of ``metric`` (``psnr`` or ``ssim``) against the generated step on all held-out windows,
-    the moving and the still windows, one line per prediction of ``PLOTTED`` that ``curves`` holds."""
+    """A matplotlib figure of ``metric`` (``psnr`` or ``ssim``) against the generated step on all steps of the
+    held-out windows, the moving and the still steps, one line per prediction of ``PLOTTED`` that ``curves`` holds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -120,7 +120,7 @@ def curves_figure(curves: dict[str, np.ndarray], metric: str):
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
     for ax, prefix, title in zip(axes, ("", "moving/", "still/"),
-                                 ("all held-out windows", "moving windows", "still windows")):
+                                 ("all held-out windows", "moving steps", "still steps")):
         for name, label in PLOTTED:
             key = f"{prefix}{metric}_{name}"
             if key in curves:

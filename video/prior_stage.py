@@ -150,7 +150,7 @@ def load_prior(path: str | Path, frozen: FrozenVQVAE, grid: tuple[int, ...],
 
 def _current(stored: dict) -> dict:
     """A stored config without the evaluation keys retired since (``prior.moving_threshold_db``: the moving
-    windows are defined by the true frames now); they do not shape the prior."""
+    steps are defined by consecutive true frames now); they do not shape the prior."""
     prior = {k: v for k, v in stored.get("prior", {}).items() if k not in RETIRED_PRIOR_KEYS}
     return {**stored, "prior": prior}
 

@@ -6,11 +6,12 @@ Definitions (every ``generate/*`` curve of the video job; step i = generated fra
   floored at the 8-bit rounding noise ``MSE_FLOOR`` (identical frames score 58.9 dB, not infinity), and SSIM
   (``skimage.metrics.structural_similarity`` over the RGB channels, data range 255, 7×7 window or the largest odd
   window that fits);
-* **window sets**: *all* held-out windows; *moving* windows, where at least one of the F true transitions (the last
-  given frame → true frame 1, true frame i → i + 1) changes the view: the two frames' mean absolute difference
-  exceeds ``moving_min_change`` 8-bit levels (config); *still* windows, the others (the agent faces a wall or does
-  not move). The sets come from the true frames alone, not from any prediction's score;
-* **curve**: the mean over the windows of a set at each step ``[F]`` (NaN where a set has no window);
+* **step sets**: *all* generated steps of the held-out windows; *moving* steps, where the true transition into the
+  step's frame (the last given frame → true frame 1, true frame i − 1 → i) changes the view: the two frames' mean
+  absolute difference exceeds ``moving_min_change`` 8-bit levels (config); *still* steps, the others (on MiniWorld:
+  a step forward into a wall). The sets come from consecutive true frames alone, not from any prediction's score;
+  repeating the last given frame is not exact on still steps after the view moved earlier in the window;
+* **curve**: the mean over the windows of a set at each step ``[F]`` (NaN at a step where the set has none);
 * **protocols** for S sampled rollouts per window: the headline is **one try**, the expected score of a single
   rollout: every sample is scored on its own against the truth, and the scores (not the frames) are averaged over
   the S samples and the windows. *Oracle best of S* (``_oracle_best_of_S``) keeps, per window, the sample with the
@@ -55,20 +56,23 @@ def frame_scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
     return {"psnr": psnr, "ssim": ssim}
 
 
-def moving_windows(last_given: np.ndarray, truth: np.ndarray, min_change: float) -> np.ndarray:
-    """``[N]`` bool: some true transition of the window changes the view by more than ``min_change`` levels
-    (mean absolute difference on the 0–255 scale) — ``last_given`` ``[N, H, W, 3]``, ``truth`` ``[N, F, H, W, 3]``."""
+def moving_steps(last_given: np.ndarray, truth: np.ndarray, min_change: float) -> np.ndarray:
+    """``[N, F]`` bool: the true transition into each generated step's frame changes the view by more than
+    ``min_change`` levels (mean absolute difference on the 0–255 scale) — ``last_given`` ``[N, H, W, 3]``, ``truth``
+    ``[N, F, H, W, 3]``."""
     frames = np.concatenate([last_given[:, None], truth], axis=1).astype(np.int16)
     change = np.abs(np.diff(frames, axis=1)).reshape(*truth.shape[:2], -1).mean(-1)  # [N, F]
-    return (change > min_change).any(1)
+    return change > min_change
 
 
-def curve(scores: np.ndarray, windows: np.ndarray | None = None) -> np.ndarray:
-    """Per-step mean ``[F]`` of ``scores`` ``[N, F]`` over the windows, only those where ``windows`` ``[N]`` holds
-    (NaN at every step when none does)."""
-    if windows is None:
+def curve(scores: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Per-step mean ``[F]`` of ``scores`` ``[N, F]`` over the windows, only where ``mask`` ``[N, F]`` holds
+    (NaN at a step no window passes)."""
+    if mask is None:
         return scores.mean(0)
-    return scores[windows].mean(0) if windows.any() else np.full(scores.shape[1], np.nan)
+    counts = mask.sum(0)
+    sums = np.where(mask, scores, 0.0).sum(0)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
 def best_of(samples: np.ndarray) -> np.ndarray:
@@ -83,11 +87,11 @@ def protocol_curves(name: str, samples: dict[str, np.ndarray], moving: np.ndarra
     Args:
         name: the prediction's name (``true_actions``, ``copy_last``, …).
         samples: ``{"psnr": [S, N, F], "ssim": [S, N, F]}`` frame scores of S samples (S = 1: deterministic).
-        moving: ``[N]`` from :func:`moving_windows`.
+        moving: ``[N, F]`` from :func:`moving_steps`.
 
     Returns:
-        ``{"<metric>_<name>": one try on all windows, "moving/<metric>_<name>", "still/<metric>_<name>": on the moving
-        and the still windows, and for S > 1 the same keys with ``_oracle_best_of_<S>``}``, each ``[F]``.
+        ``{"<metric>_<name>": one try on all steps, "moving/<metric>_<name>", "still/<metric>_<name>": on the moving
+        and the still steps, and for S > 1 the same keys with ``_oracle_best_of_<S>``}``, each ``[F]``.
     """
     out: dict[str, np.ndarray] = {}
     for metric, scores in samples.items():

@@ -21,7 +21,7 @@ SHIFTS = {0: (0, 2), 1: (0, -2), 2: (2, 0)}  # action → how the view moves (ri
 def _toy(n: int, seed: int) -> Transitions:
     """Random textures; the next frame is the texture moved by the action's shift."""
     rng = np.random.default_rng(seed)
-    before = rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8)
+    before = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
     actions = rng.integers(0, 3, n)
     after = np.stack([np.roll(b, SHIFTS[int(a)], axis=(0, 1)) for b, a in zip(before, actions)])
     return Transitions(before, after, actions.astype(np.int64))

@@ -7,7 +7,7 @@ from skimage.metrics import structural_similarity
 
 from video.data import Episode
 from video.evaluate import build_windows, shuffle_actions
-from video.protocol import MSE_FLOOR, best_of, curve, frame_scores, moving_windows, protocol_curves
+from video.protocol import MSE_FLOOR, best_of, curve, frame_scores, moving_steps, protocol_curves
 from video.media import gif_frames, strip, write_gif
 
 
@@ -34,19 +34,20 @@ def test_frame_scores_match_the_definitions():
         frame_scores(pred[:, :2], truth)
 
 
-def test_window_sets_come_from_the_true_frames_and_one_try_averages_per_sample_scores():
+def test_step_sets_come_from_consecutive_true_frames_and_one_try_averages_per_sample_scores():
     truth = np.zeros((3, 3, 4, 4, 3), np.uint8)
     last = np.zeros((3, 4, 4, 3), np.uint8)
-    truth[1, 2] = 2  # window 1: the view changes by 2 levels at the last step
-    last[2] = 1  # window 2: by 1 level from the last given frame to the first true frame: not above 1
-    assert moving_windows(last, truth, min_change=1.0).tolist() == [False, True, False]
-    assert moving_windows(last, truth, min_change=0.5).tolist() == [False, True, True]
-    # a prediction's score plays no part: the sets are the same whatever is scored
-    moving = np.array([False, True])
+    truth[1, 2] = 2  # window 1: the view changes by 2 levels into step 3
+    last[2] = 1  # window 2: by 1 level from the last given frame into step 1, then stays
+    assert moving_steps(last, truth, min_change=1.0).tolist() == [[False] * 3, [False, False, True], [False] * 3]
+    assert moving_steps(last, truth, min_change=0.5).tolist() == [[False] * 3, [False, False, True],
+                                                                 [True, False, False]]
+    # window 2's steps 2 and 3 are still although they differ from the last given frame: consecutive frames decide
+    moving = np.array([[False, True, True], [True, False, True]])
     scores = np.array([[1.0, 2.0, 3.0], [5.0, 6.0, 7.0]])
     assert curve(scores).tolist() == [3.0, 4.0, 5.0]
-    assert curve(scores, moving).tolist() == [5.0, 6.0, 7.0]
-    assert np.isnan(curve(scores, np.zeros(2, bool))).all()
+    assert curve(scores, moving).tolist() == [5.0, 2.0, 5.0]
+    assert np.isnan(curve(scores, np.zeros_like(moving))).all()
     samples = np.array([[[1.0, 1.0, 1.0], [9.0, 0.0, 0.0]],   # sample 0: mean 1 / mean 3
                         [[0.0, 0.0, 4.0], [2.0, 2.0, 2.0]]])  # sample 1: mean 4/3 / mean 2
     assert best_of(samples).tolist() == [[0.0, 0.0, 4.0], [9.0, 0.0, 0.0]]  # chosen by the mean over steps
@@ -55,8 +56,8 @@ def test_window_sets_come_from_the_true_frames_and_one_try_averages_per_sample_s
                         for p in ("", "_oracle_best_of_2")}
     # one try: each sample scored on its own, the scores averaged over samples, then windows
     assert out["psnr_true_actions"].tolist() == pytest.approx([3.0, 0.75, 1.75])
-    assert out["still/psnr_true_actions"].tolist() == pytest.approx([0.5, 0.5, 2.5])
-    assert out["moving/psnr_true_actions_oracle_best_of_2"].tolist() == pytest.approx([9.0, 0.0, 0.0])
+    assert out["still/psnr_true_actions"].tolist() == pytest.approx([0.5, 1.0, np.nan], nan_ok=True)
+    assert out["moving/psnr_true_actions_oracle_best_of_2"].tolist() == pytest.approx([9.0, 0.0, 2.0])
     assert set(protocol_curves("copy_last", {"psnr": samples[:1]}, moving)) == {
         "psnr_copy_last", "moving/psnr_copy_last", "still/psnr_copy_last"}
 

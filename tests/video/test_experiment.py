@@ -81,6 +81,10 @@ def test_fast_config_runs_end_to_end_into_tmp_path(tmp_path):
     # the generate stage alone reuses the recordings and the code cache and repeats the same numbers
     again = run.main(_args(tmp_path, "--stage", "generate"))
     assert again["generate/psnr_true_actions_mean"] == pytest.approx(metrics["generate/psnr_true_actions_mean"])
+    # scored on training windows instead (for choosing a decoding setting): other windows, other numbers
+    on_train = run.main(_args(tmp_path, "--stage", "generate", "prior.eval_split=train"))
+    assert on_train["generate/psnr_copy_last_mean"] != pytest.approx(
+        metrics["generate/psnr_copy_last_mean"])
 
     # the prior refuses a VQ-VAE of other weights or another latent grid
     frozen = load_frame_vqvae(out / "vqvae" / "checkpoints" / "latest.pt", torch.device("cpu"))
@@ -115,7 +119,7 @@ def test_cli_errors_name_the_problem(tmp_path):
         run.main(_args(tmp_path, "env.backend=dmlab", "--stage", "record"))
 
 
-def test_a_prior_checkpoint_written_before_the_moving_windows_were_redefined_still_loads():
+def test_a_prior_checkpoint_written_before_the_moving_frames_were_redefined_still_loads():
     from core.config import ConfigError, from_dict, to_dict
     from video.config import VideoConfig
     from video.prior_stage import _current
