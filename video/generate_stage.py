@@ -23,10 +23,11 @@ from video.prior_stage import latent_grid, load_checked_vqvae, load_prior, split
 from video.splits import Splits
 
 
-def _table(curves: dict[str, np.ndarray], metric: str) -> str:
+def _table(curves: dict[str, np.ndarray], metric: str, oracle: bool = False) -> str:
     """One line per curve whose name starts with ``metric + "_"`` (``psnr``, ``moving/ssim``…): per step, then the
-    mean over the steps (NaN steps left out)."""
-    rows = [(name[len(metric) + 1:], values) for name, values in curves.items() if name.startswith(metric + "_")]
+    mean over the steps (NaN steps left out); the oracle best-of-S curves alone with ``oracle``, else all others."""
+    rows = [(name[len(metric) + 1:], values) for name, values in curves.items()
+            if name.startswith(metric + "_") and ("_oracle_" in name) == oracle]
     steps = len(rows[0][1])
     head = f"{metric.upper():>30} " + " ".join(f"{i:>6d}" for i in range(1, steps + 1)) + "    mean"
     lines = [head] + [f"{name:>30} " + " ".join(f"{v:6.2f}" if "psnr" in metric else f"{v:6.3f}" for v in values) +
@@ -125,9 +126,13 @@ def run_generate(cfg: VideoConfig, splits: Splits, device: torch.device) -> dict
           f"{recon_psnr:.2f} dB")
     print(f"one try: each sampled rollout scored on its own, averaged over {p.eval_samples} samples and the windows; "
           f"rows *_oracle_best_of_{p.eval_samples} choose with the true frames (an oracle)")
-    for metric in ("psnr", "ssim", "moving/psnr", "moving/ssim", "still/psnr", "still/ssim", "action_accuracy"):
-        if any(name.startswith(metric + "_") for name in curves):
-            print(_table(curves, metric))
+    metrics_shown = ("psnr", "ssim", "moving/psnr", "moving/ssim", "still/psnr", "still/ssim", "action_accuracy")
+    for oracle in (False, True):
+        if oracle:
+            print("oracle (chooses with the true frames; compare only these rows with each other):")
+        for metric in metrics_shown:
+            if any(name.startswith(metric + "_") and ("_oracle_" in name) == oracle for name in curves):
+                print(_table(curves, metric, oracle))
     print(f"moving steps: {curves['moving_fraction'].mean():.1%} (per step: "
           + " ".join(f"{v:.2f}" for v in curves["moving_fraction"]) + ")")
     if validation:
