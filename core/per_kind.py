@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from typing import Any
-
 PER_KIND = "per_kind"
 
 
@@ -72,16 +70,11 @@ def resolve_per_kind(cls: type, values: dict, explicit: dict, prefix: str = "") 
         for key in settings:
             if key not in names:
                 raise PerKindError(f"unknown config key {where}.{kind}.{key}; known keys: {', '.join(sorted(names))}")
-    selected = out.get(kind_field, _default(cls, kind_field))
+    selected = out.get(kind_field, {f.name: f.default for f in dataclasses.fields(cls)}[kind_field])
     for key, value in (table.get(selected) or {}).items():
         if key not in explicit:
             out[key] = value
     return out
-
-
-def _default(cls: type, name: str) -> Any:
-    (f,) = [f for f in dataclasses.fields(cls) if f.name == name]
-    return f.default
 
 
 __all__ = ["PER_KIND", "PerKindError", "resolve_per_kind"]

@@ -20,7 +20,7 @@ from sklearn.metrics import confusion_matrix
 from torch import nn
 from torch.nn import functional as F
 
-from video.data import Episode
+from video.data import Episode, to_float, to_uint8
 
 BATCH = 256  # transitions per forward pass when predicting
 
@@ -91,7 +91,7 @@ class InverseDynamics(nn.Module):
 
 
 def _to_input(frames: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float().div(255)
+    return to_float(frames).to(device)
 
 
 def train_action_scorer(data: Transitions, num_actions: int, steps: int = 1500, batch_size: int = 64,
@@ -147,9 +147,8 @@ def action_confusion(truth: np.ndarray, predicted: np.ndarray, num_actions: int)
 def reconstruct_frames(vqvae: nn.Module, frames: np.ndarray) -> np.ndarray:
     """The frame VQ-VAE's reconstructions ``[N, H, W, 3]`` uint8 of ``frames`` (same shape), in batches."""
     device = next(vqvae.parameters()).device
-    out = [(vqvae(_to_input(frames[i:i + BATCH], device)).x_hat.clamp(0, 1).permute(0, 2, 3, 1) * 255)
-           .round().byte().cpu().numpy() for i in range(0, len(frames), BATCH)]
-    return np.concatenate(out)
+    return np.concatenate([to_uint8(vqvae(_to_input(frames[i:i + BATCH], device)).x_hat)
+                           for i in range(0, len(frames), BATCH)])
 
 
 def validate_action_scorer(model: InverseDynamics, held_out: Transitions, vqvae: nn.Module

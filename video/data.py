@@ -140,9 +140,14 @@ def load_split(split_dir: str | Path, frame_size: int | None = None) -> tuple[li
     return episodes, manifest
 
 
-def _to_float(frames: np.ndarray) -> torch.Tensor:
+def to_float(frames: np.ndarray) -> torch.Tensor:
     """``[..., H, W, 3]`` uint8 → ``[..., 3, H, W]`` float32 in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3).float().div_(255.0)
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """``[..., 3, H, W]`` in [0, 1] → ``[..., H, W, 3]`` uint8 (clamped, rounded): the inverse of :func:`to_float`."""
+    return (x.detach().clamp(0, 1).movedim(-3, -1).cpu().numpy() * 255).round().astype(np.uint8)
 
 
 class FrameDataset(Dataset):
@@ -171,7 +176,7 @@ class FrameDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         flat = int(self.items[i])
         e = int(np.searchsorted(self.offsets, flat, side="right")) - 1
-        return _to_float(self.episodes[e].frames[flat - self.offsets[e]]), -1
+        return to_float(self.episodes[e].frames[flat - self.offsets[e]]), -1
 
 
 class WindowDataset(Dataset):

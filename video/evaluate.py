@@ -30,7 +30,7 @@ from image.model import ImageVQVAE
 from priors.action_pixelcnn import ActionConditionalPixelCNN
 from priors.codes import from_prior_grid
 from video.config import VideoEnvConfig
-from video.data import Episode, evaluation_windows
+from video.data import Episode, evaluation_windows, to_float, to_uint8
 from video.envs import make_env
 from video.action_scorer import InverseDynamics, action_confusion, predict_actions, rollout_transitions
 from video.protocol import curve, frame_scores, moving_steps, protocol_curves
@@ -70,11 +70,6 @@ def build_windows(episodes: list[Episode], codes: list[torch.Tensor], given: int
         actions=torch.stack([torch.from_numpy(episodes[e].actions[s + given - 1:s + given - 1 + generated])
                              for e, s in pairs]).long(),
         truth=np.stack([episodes[e].frames[s + given:s + given + generated] for e, s in pairs]))
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """``[..., 3, H, W]`` in [0, 1] → ``[..., H, W, 3]`` uint8 (rounded)."""
-    return (x.detach().clamp(0, 1).movedim(-3, -1).cpu().numpy() * 255).round().astype(np.uint8)
 
 
 @torch.no_grad()
@@ -199,7 +194,7 @@ def evaluate_generation(prior: ActionConditionalPixelCNN, vqvae: ImageVQVAE, win
     score("copy_last", [np.repeat(windows.given_frames[:, -1:], f, axis=1)], windows.truth)
     score("copy_last_codes", [decode(vqvae, windows.given_codes[:, -1:].expand(-1, f, -1, -1))], windows.truth)
     device = next(vqvae.parameters()).device
-    truth = torch.from_numpy(windows.truth).movedim(-1, -3).float().div(255)  # [N, F, 3, H, W]
+    truth = to_float(windows.truth)  # [N, F, 3, H, W]
     codes = torch.cat([vqvae.encode(chunk.flatten(0, 1).to(device)).cpu() for chunk in truth.split(BATCH)])
     codes = codes.reshape(n, f, *codes.shape[1:])  # [N, F, h, w] or [N, F, h, w, G]
     if codes.dim() == 5:
