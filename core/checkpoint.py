@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from core.config import migrate_stored, same_value
+from core.stored_config import migrate_stored, same_value
 from core.files import atomic_save
 
 LATEST = "latest.pt"

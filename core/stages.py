@@ -8,8 +8,8 @@ and ``ctx.shared(name, build)``: things several stages use (datasets, episodes),
 
 Before any stage runs, :func:`run_domain` checks what could only fail later: the config (ranges, types), each
 stage's prerequisites (a ``prior`` run alone needs the VQ-VAE checkpoint), ``--resume`` (something to resume, and
-a config that differs from the checkpoint's only in :data:`core.config.RESUMABLE_KEYS`), the tracking store, and it
-takes the run's exclusive hold on ``train.output_dir`` (:mod:`core.isolation`). A stage that raises, or a
+a config that differs from the checkpoint's only in :data:`core.stored_config.RESUMABLE_KEYS`), the tracking
+store, and it takes the run's exclusive hold on ``train.output_dir`` (:mod:`core.isolation`). A stage that raises, or a
 ``KeyboardInterrupt`` / ``SIGTERM``, ends the MLflow runs it left open as ``FAILED`` / ``KILLED``.
 
 Adding a stage to a domain = one function and one entry in that domain's spec.
@@ -27,16 +27,10 @@ import torch
 
 from core import distributed
 from core.checkpoint import read_checkpoint, stage_checkpoint
-from core.config import (
-    RESUMABLE_KEYS,
-    ConfigError,
-    config_changes,
-    load_config,
-    resumable,
-    to_dict,
-)
+from core.config import ConfigError, load_config, to_dict
 from core.errors import RunError
 from core.isolation import hold_output_dir
+from core.stored_config import RESUMABLE_KEYS, config_changes, resumable
 from core.tracking import check_tracking, end_open_runs, open_runs
 from core.trainer import resolve_device
 
@@ -156,7 +150,7 @@ def check_prerequisites(spec: DomainSpec, names: list[str], cfg: Any) -> None:
 def check_resume(spec: DomainSpec, names: list[str], cfg: Any, strict: bool) -> None:
     """``--resume``: some planned stage has a checkpoint (``strict``; ``--resume-if-present`` starts fresh
     otherwise), and each such checkpoint's config differs from this one only in resumable keys
-    (:func:`core.config.resumable`) or in the sections of the domain's other stages (``prior.*`` for ``vqvae``).
+    (:func:`core.stored_config.resumable`) or in the sections of the domain's other stages (``prior.*`` for ``vqvae``).
 
     Raises:
         RunError: nothing to resume (``strict``).

@@ -51,13 +51,13 @@ from core.config import (
     ConfigError,
     TrackingConfig,
     TrainConfig,
-    config_changes,
     flatten,
 )
 from core.data import step_loader
 from core.errors import RunError
 from core.export import ModelExample, model_tags
 from core.quantize import NonFiniteInputError
+from core.stored_config import config_changes
 from core.tracking import Tracker, git_commit, mark_interrupted, stage_run_name
 
 

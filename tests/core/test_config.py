@@ -186,7 +186,7 @@ def test_domain_ranges_are_refused_at_load(domain, override, message):
 
 
 def test_config_changes_and_what_may_change_on_resume():
-    from core.config import config_changes, resumable
+    from core.stored_config import config_changes, resumable
 
     old = {"train": {"steps": 10, "lr": 1e-3}, "prior": {"train": {"steps": 5}, "grid": [8, 8]}}
     new = {"train": {"steps": 20, "lr": 1e-3}, "prior": {"train": {"steps": 5}, "grid": (8, 8)}, "extra": {"x": 1}}
