@@ -30,6 +30,7 @@ from image.hierarchical_prior_stage import (
     level_codes,
     load_hierarchical_prior,
     sample_hierarchical,
+    sample_levels_picture,
 )
 from image.hierarchy import HierarchicalVQVAE
 from image.media import sample_grid
@@ -89,6 +90,9 @@ class ImageAdapter(PipelineAdapter):
         if "grids" in payload:
             images = sample_hierarchical(prior, frozen.model, payload["grids"], p.samples, payload["num_classes"],
                                          p.temperature, seed, ctx.device)
+            tracker.log_image(sample_levels_picture(prior, frozen.model, payload["grids"], min(8, p.samples),
+                                                    payload["num_classes"], p.temperature, seed, ctx.device),
+                              "samples/levels.png")
         else:
             images, _ = sample_images(prior, frozen.model, payload["grid"], p.samples, payload["num_classes"],
                                       p.temperature, seed, ctx.device)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
@@ -25,7 +26,7 @@ from core.files import keyed_cache
 from core.pipeline import LN2, PriorTrainer, load_prior
 from image.config import ImageConfig
 from image.hierarchy import HierarchicalVQVAE
-from image.media import sample_grid
+from image.media import levels_grid, sample_grid
 from image.prior_stage import read_image_config
 from priors.codes import EXTRACT_BATCH
 from priors.hierarchical import HierarchicalPrior
@@ -125,10 +126,14 @@ class HierarchicalPriorTrainer(PriorTrainer):
 
     @torch.no_grad()
     def log_media(self, step: int) -> None:
-        """At the end: a grid of samples, every level drawn top → bottom and decoded."""
+        """At the end: a grid of samples, every level drawn top → bottom and decoded, and the first 8 of them decoded
+        from the top level alone, …, every level (:func:`sample_levels_picture`)."""
         images = sample_hierarchical(self.model, self.vqvae, self.grids, self.cfg.prior.samples,
                                      self.num_classes, self.cfg.prior.temperature, self.train_cfg.seed, self.device)
         self.tracker.log_image(sample_grid(images), f"samples/step_{step:07d}.png")
+        self.tracker.log_image(sample_levels_picture(self.model, self.vqvae, self.grids, min(8, self.cfg.prior.samples),
+                                                     self.num_classes, self.cfg.prior.temperature, self.train_cfg.seed,
+                                                     self.device), f"samples/levels_step_{step:07d}.png")
         self.model.train()
 
 
@@ -137,10 +142,30 @@ def sample_hierarchical(prior: HierarchicalPrior, vqvae: HierarchicalVQVAE, grid
                         num_classes: int, temperature: float, seed: int, device: torch.device) -> torch.Tensor:
     """``count`` images ``[count, C, H, W]`` in [0, 1]: codes drawn top → bottom (cached sampling at each level;
     classes cycled when conditional) and decoded from every level."""
+    codes = sample_hierarchical_codes(prior, grids, count, num_classes, temperature, seed, device)
+    return vqvae.decode(codes).clamp(0, 1)
+
+
+@torch.no_grad()
+def sample_hierarchical_codes(prior: HierarchicalPrior, grids: list[tuple[int, int]], count: int, num_classes: int,
+                              temperature: float, seed: int, device: torch.device) -> list[torch.Tensor]:
+    """``count`` code maps per level (bottom first, ``[count, h_l, w_l]`` long), drawn top → bottom with cached
+    sampling (classes cycled when conditional); the same seed gives the codes :func:`sample_hierarchical` decodes."""
     labels = torch.arange(count, device=device) % num_classes if num_classes else None
     generator = torch.Generator(device=device).manual_seed(seed)
-    codes = prior.sample(count, grids, labels, temperature, generator)
-    return vqvae.decode(codes).clamp(0, 1)
+    return prior.sample(count, grids, labels, temperature, generator)
+
+
+@torch.no_grad()
+def sample_levels_picture(prior: HierarchicalPrior, vqvae: HierarchicalVQVAE, grids: list[tuple[int, int]],
+                          count: int, num_classes: int, temperature: float, seed: int,
+                          device: torch.device) -> np.ndarray:
+    """The first ``count`` samples of :func:`sample_hierarchical` (same seed, same codes) decoded from the top level
+    alone, the top two, …, every level, one labelled row each, enlarged 4× (:func:`image.media.levels_grid`): what
+    the top level's sampled codes carry on their own beside the full hierarchical sample."""
+    codes = sample_hierarchical_codes(prior, grids, count, num_classes, temperature, seed, device)
+    decodes = [vqvae.decode(codes, keep=k).clamp(0, 1) for k in range(1, vqvae.levels + 1)]
+    return levels_grid(decodes, vqvae.level_names)
 
 
 def load_hierarchical_prior(path: str | Path, frozen: FrozenVQVAE, device: torch.device):

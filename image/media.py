@@ -74,6 +74,23 @@ def progressive_grid(name: str, x: torch.Tensor, reconstructions: list[torch.Ten
     return labelled_grid(rows)
 
 
+def levels_grid(decodes: list[torch.Tensor], level_names: tuple[str, ...], scale: int = 4) -> np.ndarray:
+    """The same codes decoded from the top level alone, the top two, …, every level, one row each labelled with the
+    levels kept (``top``, ``top+bottom``), enlarged ``scale``×.
+
+    Args:
+        decodes: ``[N, C, H, W]`` in [0, 1] per number of top levels kept (1 … L).
+        level_names: the model's level names, bottom first (L names).
+
+    Raises:
+        ValueError: if ``len(decodes) != len(level_names)`` (or as :func:`labelled_grid`).
+    """
+    if len(decodes) != len(level_names):
+        raise ValueError(f"need one decode per level ({len(level_names)}), got {len(decodes)}")
+    return labelled_grid([(f"samples:\n{'+'.join(reversed(level_names[-keep:]))}", x.cpu())
+                          for keep, x in enumerate(decodes, start=1)], scale=scale)
+
+
 def sample_grid(images: torch.Tensor, per_row: int = 8, scale: int = 4) -> np.ndarray:
     """``[N, C, H, W]`` samples in rows of ``per_row``, enlarged ``scale``× and labelled "samples i–j" (a short
     last row is filled with white)."""

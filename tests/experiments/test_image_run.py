@@ -58,7 +58,10 @@ def test_two_level_config_runs_end_to_end_into_tmp_path(tmp_path):
     assert [tuple(g) for g in prior["grids"]] == [(8, 8), (4, 4)] and prior["levels"] == 2
     p = client.get_run(prior["mlflow_run_id"])
     assert {"train/top/nll_bits_per_code", "val/bottom/nll_bits_per_code", "val/bits_per_dim"} <= set(p.data.metrics)
-    assert "samples" in {a.path for a in client.list_artifacts(p.info.run_id)}
+    samples = {Path(a.path).name for a in client.list_artifacts(p.info.run_id, "samples")}
+    assert {"step_0000004.png", "levels_step_0000004.png"} <= samples  # full samples; top alone beside every level
+    levels = client.download_artifacts(p.info.run_id, "samples/levels_step_0000004.png", str(tmp_path))
+    assert Image.open(levels).height == 2 * (4 * 32 + 2 * 2)  # rows: top alone, top + bottom; enlarged 4×
     assert run.main(args + ["--stage", "sample"])["sample/images"] == 4
     photo = tmp_path / "mine.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 52, 3), dtype=np.uint8)).save(photo)

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -10,7 +11,14 @@ from core.config import QuantizerConfig
 from image.config import ImageConfig, ImageModelConfig
 from image.data import TensorImages
 from image.hierarchy import HierarchicalVQVAE
-from image.hierarchical_prior_stage import HierarchicalPriorTrainer, level_codes, sample_hierarchical
+from image.hierarchical_prior_stage import (
+    HierarchicalPriorTrainer,
+    level_codes,
+    sample_hierarchical,
+    sample_hierarchical_codes,
+    sample_levels_picture,
+)
+from image.media import levels_grid
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -64,3 +72,18 @@ def test_samples_are_drawn_top_down_and_decoded(tmp_path):
     trainer, _ = _trainer(tmp_path, vqvae, data)
     images = sample_hierarchical(trainer.model.eval(), vqvae, trainer.grids, 3, 0, 1.0, 0, torch.device("cpu"))
     assert images.shape == (3, 3, 32, 32) and 0 <= images.min() and images.max() <= 1
+
+
+def test_level_samples_decode_the_same_codes_from_the_top_alone_and_every_level(tmp_path):
+    vqvae = _vqvae()
+    trainer, _ = _trainer(tmp_path, vqvae, TensorImages(torch.rand(4, 3, 32, 32)))
+    prior, cpu = trainer.model.eval(), torch.device("cpu")
+    codes = sample_hierarchical_codes(prior, trainer.grids, 3, 0, 1.0, 5, cpu)
+    full = sample_hierarchical(prior, vqvae, trainer.grids, 3, 0, 1.0, 5, cpu)
+    assert torch.equal(vqvae.decode(codes).clamp(0, 1), full)  # same seed → same codes as the sample grid
+    top_alone = vqvae.decode(codes, keep=1).clamp(0, 1)
+    picture = sample_levels_picture(prior, vqvae, trainer.grids, 3, 0, 1.0, 5, cpu)
+    assert np.array_equal(picture, levels_grid([top_alone, full], vqvae.level_names))
+    assert picture.shape[0] == 2 * (4 * 32 + 4)  # two rows (top alone, every level), enlarged 4×, 2 px padding
+    with pytest.raises(ValueError, match="one decode per level"):
+        levels_grid([full], vqvae.level_names)
