@@ -29,8 +29,8 @@ from image.hierarchical_prior_stage import (
     HierarchicalPriorTrainer,
     level_codes,
     load_hierarchical_prior,
-    sample_hierarchical,
-    sample_levels_picture,
+    levels_picture,
+    sample_hierarchical_codes,
 )
 from image.hierarchy import HierarchicalVQVAE
 from image.media import sample_grid
@@ -88,11 +88,10 @@ class ImageAdapter(PipelineAdapter):
                tracker: Tracker) -> dict[str, float]:
         p, seed = ctx.cfg.prior, ctx.cfg.train.seed
         if "grids" in payload:
-            images = sample_hierarchical(prior, frozen.model, payload["grids"], p.samples, payload["num_classes"],
-                                         p.temperature, seed, ctx.device)
-            tracker.log_image(sample_levels_picture(prior, frozen.model, payload["grids"], min(8, p.samples),
-                                                    payload["num_classes"], p.temperature, seed, ctx.device),
-                              "samples/levels.png")
+            codes = sample_hierarchical_codes(prior, payload["grids"], p.samples, payload["num_classes"],
+                                              p.temperature, seed, ctx.device)
+            images = frozen.model.decode(codes).clamp(0, 1)
+            tracker.log_image(levels_picture(frozen.model, codes), "samples/levels.png")
         else:
             images, _ = sample_images(prior, frozen.model, payload["grid"], p.samples, payload["num_classes"],
                                       p.temperature, seed, ctx.device)

@@ -127,13 +127,11 @@ class HierarchicalPriorTrainer(PriorTrainer):
     @torch.no_grad()
     def log_media(self, step: int) -> None:
         """At the end: a grid of samples, every level drawn top → bottom and decoded, and the first 8 of them decoded
-        from the top level alone, …, every level (:func:`sample_levels_picture`)."""
-        images = sample_hierarchical(self.model, self.vqvae, self.grids, self.cfg.prior.samples,
-                                     self.num_classes, self.cfg.prior.temperature, self.train_cfg.seed, self.device)
-        self.tracker.log_image(sample_grid(images), f"samples/step_{step:07d}.png")
-        self.tracker.log_image(sample_levels_picture(self.model, self.vqvae, self.grids, min(8, self.cfg.prior.samples),
-                                                     self.num_classes, self.cfg.prior.temperature, self.train_cfg.seed,
-                                                     self.device), f"samples/levels_step_{step:07d}.png")
+        from the top level alone, …, every level (:func:`levels_picture`, the same codes)."""
+        codes = sample_hierarchical_codes(self.model, self.grids, self.cfg.prior.samples, self.num_classes,
+                                          self.cfg.prior.temperature, self.train_cfg.seed, self.device)
+        self.tracker.log_image(sample_grid(self.vqvae.decode(codes).clamp(0, 1)), f"samples/step_{step:07d}.png")
+        self.tracker.log_image(levels_picture(self.vqvae, codes), f"samples/levels_step_{step:07d}.png")
         self.model.train()
 
 
@@ -156,16 +154,11 @@ def sample_hierarchical_codes(prior: HierarchicalPrior, grids: list[tuple[int, i
     return prior.sample(count, grids, labels, temperature, generator)
 
 
-@torch.no_grad()
-def sample_levels_picture(prior: HierarchicalPrior, vqvae: HierarchicalVQVAE, grids: list[tuple[int, int]],
-                          count: int, num_classes: int, temperature: float, seed: int,
-                          device: torch.device) -> np.ndarray:
-    """The first ``count`` samples of :func:`sample_hierarchical` (same seed, same codes) decoded from the top level
+def levels_picture(vqvae: HierarchicalVQVAE, codes: list[torch.Tensor], count: int = 8) -> np.ndarray:
+    """The first ``count`` items of sampled ``codes`` (bottom first, ``[N, h_l, w_l]``) decoded from the top level
     alone, the top two, …, every level, one labelled row each, enlarged 4× (:func:`image.media.levels_grid`): what
     the top level's sampled codes carry on their own beside the full hierarchical sample."""
-    codes = sample_hierarchical_codes(prior, grids, count, num_classes, temperature, seed, device)
-    decodes = [vqvae.decode(codes, keep=k).clamp(0, 1) for k in range(1, vqvae.levels + 1)]
-    return levels_grid(decodes, vqvae.level_names)
+    return levels_grid(vqvae.decode_progressive([c[:count] for c in codes]), vqvae.level_names)
 
 
 def load_hierarchical_prior(path: str | Path, frozen: FrozenVQVAE, device: torch.device):

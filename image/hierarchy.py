@@ -231,7 +231,12 @@ class HierarchicalVQVAE(nn.Module):
     def progressive(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Reconstructions of ``x: [B, C, H, W]`` from the top level alone, the top two, …, all levels (the
         paper's Fig. 3 order), each ``[B, C, H, W]`` clamped to [0, 1]; missing levels as in :meth:`decode`."""
-        indices = self.encode(x)
+        return self.decode_progressive(self.encode(x))
+
+    @torch.no_grad()
+    def decode_progressive(self, indices: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``indices`` (bottom first, ``[B, h_l, w_l]``) decoded from the top level alone, the top two, …, all
+        levels, each ``[B, C, H, W]`` clamped to [0, 1]; missing levels as in :meth:`decode`."""
         return [self.decode(indices, keep=k).clamp(0, 1) for k in range(1, self.levels + 1)]
 
     @torch.no_grad()

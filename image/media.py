@@ -51,6 +51,11 @@ def labelled_grid(rows: list[tuple[str, torch.Tensor]], scale: int = 4, label_wi
     return np.asarray(canvas)
 
 
+def kept_levels(level_names: tuple[str, ...], keep: int) -> str:
+    """The label of a decode from the top ``keep`` levels: ``("bottom", "top"), 1`` → ``"top"``, 2 → ``"top+bottom"``."""
+    return "+".join(reversed(level_names[-keep:]))
+
+
 def progressive_grid(name: str, x: torch.Tensor, reconstructions: list[torch.Tensor],
                      level_names: tuple[str, ...]) -> np.ndarray:
     """The hierarchical model's progressive reconstructions (VQ-VAE-2's Fig. 3) as a labelled grid: the
@@ -68,7 +73,7 @@ def progressive_grid(name: str, x: torch.Tensor, reconstructions: list[torch.Ten
 
     rows = [(f"{name}\noriginal", x.cpu())]
     for keep, x_hat in enumerate(reconstructions, start=1):
-        kept = "+".join(reversed(level_names[-keep:]))
+        kept = kept_levels(level_names, keep)
         mse = float((x_hat.cpu() - x.cpu()).square().mean())
         rows.append((f"{kept}\n{psnr_of_mse(mse):.2f} dB", x_hat.cpu()))
     return labelled_grid(rows)
@@ -87,7 +92,7 @@ def levels_grid(decodes: list[torch.Tensor], level_names: tuple[str, ...], scale
     """
     if len(decodes) != len(level_names):
         raise ValueError(f"need one decode per level ({len(level_names)}), got {len(decodes)}")
-    return labelled_grid([(f"samples:\n{'+'.join(reversed(level_names[-keep:]))}", x.cpu())
+    return labelled_grid([(f"samples:\n{kept_levels(level_names, keep)}", x.cpu())
                           for keep, x in enumerate(decodes, start=1)], scale=scale)
 
 
