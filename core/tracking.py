@@ -1,4 +1,5 @@
-"""MLflow tracking: the only module of the suite that imports ``mlflow``.
+"""MLflow tracking: with :mod:`core.tracking_store` (which store, checked at start-up), the only modules of the
+suite that import ``mlflow``.
 
 By default runs go to a local sqlite store ``mlflow.db`` with artifacts in ``mlartifacts/``, both in the working
 directory, set explicitly (MLflow 3.17 otherwise falls back to an old ``./mlruns`` file store when one exists,
@@ -6,27 +7,22 @@ which is in maintenance mode and refuses writes). ``TrackingConfig.tracking_uri`
 point elsewhere (e.g. an ``http://`` server). Only rank 0 logs; other ranks get a disabled tracker.
 Metric keys are ``split/name`` (``train/recon_loss``, ``val/psnr``).
 
-Failure modes handled here: the store is checked at start-up (:func:`check_tracking`: an ``http(s)://`` server must
-answer within ``CONNECT_TIMEOUT_S``, and later requests time out after ``HTTP_LIMITS`` unless set in the
-environment; a local sqlite file must open), and any failure is one
-:class:`~core.errors.RunError` naming the store; creating a sqlite store and its experiment holds a file lock
-beside it, so runs started together do not race in MLflow's schema creation; every open run is registered, so that
-:func:`end_open_runs` marks runs that a crash or signal interrupted ``FAILED`` / ``KILLED`` instead of leaving them
-``RUNNING``; a resumed run never logs a (key, step) pair it already holds. Every experiment carries the tag
-``mlflow.experimentKind = custom_model_development``, so MLflow 3's UI opens it as a model-training experiment.
+Failure modes handled here: the store is checked at start-up (:func:`~core.tracking_store.check_tracking`,
+re-exported here) and any failure is one :class:`~core.errors.RunError` naming the store; every open run is
+registered, so that :func:`end_open_runs` marks runs that a crash or signal interrupted ``FAILED`` / ``KILLED``
+instead of leaving them ``RUNNING``; a resumed run never logs a (key, step) pair it already holds. Every experiment
+carries the tag ``mlflow.experimentKind = custom_model_development``, so MLflow 3's UI opens it as a model-training
+experiment.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import logging
 import os
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -35,11 +31,12 @@ import numpy as np
 from core import distributed
 from core.config import TrackingConfig, flatten
 from core.errors import RunError
+from core.tracking_store import check_tracking, open_experiment, resolve_tracking_uri
+
+__all__ = ["Tracker", "check_tracking", "child_runs_of", "end_open_runs", "git_commit", "mark_interrupted",
+           "open_runs", "resolve_tracking_uri", "stage_run_name", "stage_tracker", "using_tracking_uri"]
 
 _MAX_PARAM_CHARS = 6000
-CONNECT_TIMEOUT_S = 5.0
-HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2"}  # seconds, retries
-EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 _OPEN: dict[str, "Tracker"] = {}  # run id → tracker of the runs this process has open
 _PARENT: list[str] = []  # the sweep run new runs are children of (innermost last)
 
@@ -86,98 +83,6 @@ def using_tracking_uri(uri: str) -> Iterator[None]:
             os.environ["MLFLOW_TRACKING_URI"] = env
 
 
-def resolve_tracking_uri(configured: str = "") -> str:
-    """The tracking URI to use: the configured one, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db``."""
-    if configured:
-        return configured
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    return f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
-
-
-def _artifact_location(uri: str) -> str | None:
-    """Artifact folder beside a local sqlite store (``mlartifacts/``); None lets a server choose."""
-    if uri.startswith("sqlite:///"):
-        return (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
-    return None
-
-
-def _sqlite_path(uri: str) -> Path | None:
-    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
-
-
-@contextlib.contextmanager
-def _store_lock(uri: str) -> Iterator[None]:
-    """Serialise the creation of a local sqlite store and its experiments across processes (a no-op for servers)."""
-    db = _sqlite_path(uri)
-    if db is None:
-        yield
-        return
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_name(db.name + ".lock"), "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        yield
-
-
-def check_tracking(cfg: TrackingConfig) -> str:
-    """Check at start-up that the tracking store can be used; returns its URI.
-
-    An ``http(s)://`` server must accept a connection within ``CONNECT_TIMEOUT_S`` seconds; a local store is opened
-    (and created, under the store lock) and its experiment looked up. Disabled tracking is not checked.
-
-    Raises:
-        RunError: naming the store and what failed.
-    """
-    uri = resolve_tracking_uri(cfg.tracking_uri)
-    if not cfg.enabled or not distributed.is_main_process():
-        return uri
-    if uri.startswith(("http://", "https://")):
-        for key, value in HTTP_LIMITS.items():  # later requests: bounded too, unless the user set them
-            os.environ.setdefault(key, value)
-        try:
-            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=CONNECT_TIMEOUT_S).close()
-        except urllib.error.HTTPError:
-            pass  # it answered
-        except (OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise RunError(f"the MLflow tracking server {uri} did not answer within {CONNECT_TIMEOUT_S:g} s ({reason}); "
-                           "start it, pass another --tracking-uri, or set tracking.enabled=false") from None
-    _open_experiment(uri, cfg.experiment_name)
-    return uri
-
-
-def _open_experiment(uri: str, name: str) -> tuple[Any, str]:
-    """``(MlflowClient, experiment id)`` of experiment ``name`` in store ``uri``, created (with the
-    model-training tag) if missing.
-
-    Raises:
-        RunError: if the store cannot be opened (a corrupt ``mlflow.db``, a server error), naming it.
-    """
-    from mlflow.tracking import MlflowClient
-
-    for logger in ("mlflow.store.db.utils", "alembic.runtime.migration"):  # schema set-up chatter on a new store
-        logging.getLogger(logger).setLevel(logging.WARNING)
-    try:
-        with _store_lock(uri):
-            client = MlflowClient(tracking_uri=uri)
-            experiment = client.get_experiment_by_name(name)
-            if experiment is None:
-                experiment_id = client.create_experiment(name, artifact_location=_artifact_location(uri),
-                                                         tags=EXPERIMENT_KIND)
-            else:
-                experiment_id = experiment.experiment_id
-                if experiment.tags.get("mlflow.experimentKind") is None:
-                    for key, value in EXPERIMENT_KIND.items():
-                        client.set_experiment_tag(experiment_id, key, value)
-    except RunError:
-        raise
-    except Exception as exc:  # sqlalchemy, REST and file errors all mean: this store cannot be used
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        raise RunError(f"cannot use the MLflow store {uri}: {type(exc).__name__}: {first} (repair or move the "
-                       "store, pass another --tracking-uri, or set tracking.enabled=false)") from None
-    return client, experiment_id
-
-
 def open_runs() -> set[str]:
     """Ids of the runs this process has open (created or resumed, not yet ended)."""
     return set(_OPEN)
@@ -203,7 +108,7 @@ def mark_interrupted(cfg: TrackingConfig, run_id: str | None) -> bool:
     (``kill -9``, power loss) whose checkpoint a fresh run is about to replace. Returns whether it was marked."""
     if not run_id or not cfg.enabled or not distributed.is_main_process():
         return False
-    client, _ = _open_experiment(resolve_tracking_uri(cfg.tracking_uri), cfg.experiment_name)
+    client, _ = open_experiment(resolve_tracking_uri(cfg.tracking_uri), cfg.experiment_name)
     try:
         run = client.get_run(run_id)
     except Exception:  # another store, or a deleted run: nothing to mark
@@ -243,7 +148,7 @@ class Tracker:
         self.experiment_id: str | None = None
         if not self.enabled:
             return
-        self._client, self.experiment_id = _open_experiment(self.uri, cfg.experiment_name)
+        self._client, self.experiment_id = open_experiment(self.uri, cfg.experiment_name)
         self._logged: set[tuple[str, int]] = set()  # (key, step) pairs a resumed run already holds
         if run_id is None:
             tags = {"mlflow.parentRunId": _PARENT[-1]} if _PARENT else {}  # inside child_runs_of: a child run

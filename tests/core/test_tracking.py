@@ -147,10 +147,10 @@ def test_an_unreachable_or_silent_server_fails_fast_with_one_message(tmp_path, m
 
     import pytest
 
-    from core import tracking
+    from core import tracking, tracking_store
     from core.errors import RunError
 
-    monkeypatch.setattr(tracking, "CONNECT_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(tracking_store, "CONNECT_TIMEOUT_S", 0.5)
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(1)  # accepts connections, never answers
