@@ -7,7 +7,8 @@ from torch.utils.data import TensorDataset
 
 from core.checkpoint import read_checkpoint
 from core.config import TrackingConfig, TrainConfig
-from core.trainer import NonFiniteLossError, Trainer, learning_rate
+from core import trainer as trainer_module
+from core.trainer import NonFiniteLossError, Trainer, learning_rate, native_bf16, training_precision
 
 
 class Regression(Trainer):
@@ -130,3 +131,22 @@ def test_final_metrics_are_returned_and_logged_even_without_media(tmp_path):
 
     off = WithFinal(torch.nn.Linear(3, 1), _dataset(), cfg, TrackingConfig(enabled=False), config={})
     assert "final_mse" in off.fit()
+
+
+def test_bf16_falls_back_to_fp32_only_on_a_cpu_without_native_bfloat16(monkeypatch, capsys):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert native_bf16(cuda)  # no oneDNN question on CUDA
+    monkeypatch.setattr(trainer_module, "native_bf16", lambda device: False)
+    assert training_precision("bf16", cpu) == "fp32"
+    assert "no native bfloat16" in capsys.readouterr().out
+    assert training_precision("fp32", cpu) == "fp32"
+    monkeypatch.setattr(trainer_module, "native_bf16", lambda device: True)
+    assert training_precision("bf16", cpu) == "bf16"
+    assert capsys.readouterr().out == ""
+
+
+def test_native_bf16_on_the_cpu_is_onednns_answer(monkeypatch):
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert not native_bf16(torch.device("cpu"))
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert native_bf16(torch.device("cpu"))
