@@ -7,8 +7,9 @@ from torch.utils.data import TensorDataset
 
 from core.checkpoint import read_checkpoint
 from core.config import TrackingConfig, TrainConfig
-from core import trainer as trainer_module
-from core.trainer import NonFiniteLossError, Trainer, learning_rate, native_bf16, training_precision
+from core import precision
+from core.precision import native_bf16, training_precision
+from core.trainer import NonFiniteLossError, Trainer, learning_rate
 
 
 class Regression(Trainer):
@@ -136,11 +137,11 @@ def test_final_metrics_are_returned_and_logged_even_without_media(tmp_path):
 def test_bf16_falls_back_to_fp32_only_on_a_cpu_without_native_bfloat16(monkeypatch, capsys):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert native_bf16(cuda)  # no oneDNN question on CUDA
-    monkeypatch.setattr(trainer_module, "native_bf16", lambda device: False)
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
     assert training_precision("bf16", cpu) == "fp32"
     assert "no native bfloat16" in capsys.readouterr().out
     assert training_precision("fp32", cpu) == "fp32"
-    monkeypatch.setattr(trainer_module, "native_bf16", lambda device: True)
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
     assert training_precision("bf16", cpu) == "bf16"
     assert capsys.readouterr().out == ""
 

@@ -173,7 +173,7 @@ def test_bf16_precision_trains_with_float32_weights_and_codebooks(tmp_path, monk
             hook.remove()
 
     monkeypatch.setattr(ImageVQVAETrainer, "compute_loss", recorded)
-    monkeypatch.setattr("core.trainer.native_bf16", lambda device: True)  # as on a CPU with AVX-512 or AMX
+    monkeypatch.setattr("core.precision.native_bf16", lambda device: True)  # as on a CPU with AVX-512 or AMX
     metrics = run.main(_args(tmp_path, "train.precision=bf16", "--stage", "vqvae"))
     assert math.isfinite(metrics["psnr"]) and metrics["psnr"] > 5
     assert seen and set(seen) == {torch.bfloat16}  # the training forward really ran in bfloat16
@@ -183,7 +183,7 @@ def test_bf16_precision_trains_with_float32_weights_and_codebooks(tmp_path, monk
     state = read_checkpoint(tmp_path / "out" / "vqvae" / "checkpoints" / "latest.pt")["model"]
     assert all(v.dtype == torch.float32 for k, v in state.items() if v.is_floating_point())
     seen.clear()
-    monkeypatch.setattr("core.trainer.native_bf16", lambda device: False)  # an AVX2-only CPU: emulated bf16
+    monkeypatch.setattr("core.precision.native_bf16", lambda device: False)  # an AVX2-only CPU: emulated bf16
     run.main(_args(tmp_path / "emulated", "train.precision=bf16", "--stage", "vqvae"))
     assert seen and set(seen) == {torch.float32}
     with pytest.raises(ConfigError, match="known precisions: fp32, bf16"):
