@@ -66,6 +66,8 @@ class AudioModelConfig:
     envelope_loss: float = 0.0  # decoder "mel": weight of an extra L1 between the predicted and true spectral
     #                             envelopes (log-mel liftered to envelope_cepstra coefficients); 0: off (deviation)
     envelope_cepstra: int = 20
+    postfilter: float = 1.0  # decoder "mel": cepstral post-filter coefficient applied to the predicted log-mel
+    #                          frames before Griffin-Lim (audio.mel.cepstral_postfilter); 1.0: off (deviation)
     envelope_delta_loss: float = 0.0  # decoder "mel": weight of an L1 between the frame-to-frame differences of the
     #                                   predicted and true spectral envelopes (formant transitions); 0: off (deviation)
     instance_norm: bool = False  # normalise the encoder's hidden features per utterance and channel over time
@@ -74,7 +76,7 @@ class AudioModelConfig:
     LIMITS: ClassVar[Limits] = {"encoder_channels": (">=", 1), "encoder_layers": (">=", 0),
                                 "encoder_mel_fft": (">=", 1), "num_downsamples": (">=", 1),
                                 "envelope_loss": (">=", 0), "envelope_cepstra": (">=", 1),
-                                "envelope_delta_loss": (">=", 0)}
+                                "envelope_delta_loss": (">=", 0), "postfilter": (">", 0)}
     CHOICES: ClassVar[dict[str, tuple]] = {"decoder": ("wavenet", "mel"), "encoder": ("waveform", "mel")}
 
 

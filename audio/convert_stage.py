@@ -127,7 +127,7 @@ def convert_sentences(model, sources: list, speakers: list[str], max_seconds: fl
 
 def run_conversion(cfg: AudioConfig, splits: AudioSplits, device: torch.device) -> dict[str, float]:
     """Convert, score and log (see the module docstring); returns the ``convert/*`` metrics."""
-    frozen = load_frozen_vqvae(vqvae_checkpoint(cfg), device)
+    frozen = load_frozen_vqvae(vqvae_checkpoint(cfg), device, cfg.model.postfilter)
     model, speakers, vqvae_hash = frozen.model, list(frozen.extras["speakers"]), frozen.vqvae_hash
     if speakers != list(splits.speakers):
         raise ValueError(f"the VQ-VAE was trained on speakers {speakers}, the data has {splits.speakers}")

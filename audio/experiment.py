@@ -193,7 +193,7 @@ class AudioAdapter(PipelineAdapter):
         return AudioVQVAETrainer(ctx.cfg, _splits(ctx))
 
     def load_vqvae(self, ctx: StageContext, path: Path) -> FrozenVQVAE:
-        return load_frozen_vqvae(path, ctx.device)
+        return load_frozen_vqvae(path, ctx.device, ctx.cfg.model.postfilter)
 
     def prior_trainer(self, ctx: StageContext, frozen: FrozenVQVAE):
         return prior_trainer(ctx.cfg, _splits(ctx), frozen, ctx.device)

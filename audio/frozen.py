@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -18,14 +19,23 @@ def read_audio_config(stored: dict) -> AudioConfig:
     return from_dict(AudioConfig, stored)
 
 
-def load_frozen_vqvae(path: str | Path, device: torch.device) -> FrozenVQVAE:
+def load_frozen_vqvae(path: str | Path, device: torch.device, postfilter: float | None = None) -> FrozenVQVAE:
     """The speech VQ-VAE of a checkpoint, frozen; its ``extras["speakers"]`` name the speaker ids it was trained on.
+
+    ``postfilter``: the reading run's ``model.postfilter``, which replaces the stored one (it changes how log-mel
+    frames are rendered, not the trained model); ``None`` keeps the stored value.
 
     Raises:
         FileNotFoundError / ValueError: for a missing or foreign checkpoint.
     """
+    def read(stored: dict) -> AudioConfig:
+        cfg = read_audio_config(stored)
+        if postfilter is not None:
+            cfg = replace(cfg, model=replace(cfg.model, postfilter=postfilter))
+        return cfg
+
     def build(cfg: AudioConfig, payload: dict) -> AudioVQVAE:
         return AudioVQVAE(cfg.model, cfg.quantizer, num_speakers=len(payload["speakers"]),
                           sample_rate=cfg.data.sample_rate)
 
-    return load_frozen_checkpoint(path, read_audio_config, build, device)
+    return load_frozen_checkpoint(path, read, build, device)

@@ -127,3 +127,23 @@ def spectral_envelope(log_mel_frames: torch.Tensor, cepstra: int) -> torch.Tenso
         raise ValueError(f"cepstra must lie in [1, {bands}], got {cepstra}")
     p = _envelope_projection(bands, cepstra, str(log_mel_frames.device)).to(log_mel_frames.dtype)
     return torch.einsum("mk,bkn->bmn", p, log_mel_frames)  # [B, M, N]
+
+
+def cepstral_postfilter(log_mel_frames: torch.Tensor, beta: float) -> torch.Tensor:
+    """Formant sharpening of log-mel frames ``[B, M, N]`` → ``[B, M, N]``: each frame's cepstral coefficients
+    (orthonormal DCT-II over the bands) from the third on are multiplied by ``beta``; the first two, the frame's mean
+    log level and its spectral tilt, are kept. The post-filter of statistical parametric speech synthesis (the
+    "mel-cepstral post-filter" of HTS-style systems, there on mel-cepstra) against decoders whose predicted spectra
+    are too smooth. ``beta = 1`` returns the frames unchanged. Linear in the frames.
+
+    Raises:
+        ValueError: unless ``beta > 0`` and the frames have at least 2 bands.
+    """
+    bands = log_mel_frames.shape[-2]
+    if not beta > 0 or bands < 2:
+        raise ValueError(f"beta must be > 0 and the frames need >= 2 bands, got beta={beta}, {bands} bands")
+    if beta == 1.0:
+        return log_mel_frames
+    p = _envelope_projection(bands, 2, str(log_mel_frames.device)).to(log_mel_frames.dtype)  # [M, M]
+    kept = torch.einsum("mk,bkn->bmn", p, log_mel_frames)  # [B, M, N] the mean and tilt of each frame
+    return kept + beta * (log_mel_frames - kept)

@@ -23,7 +23,7 @@ from torch import nn
 from audio.adversary import SpeakerAdversary
 from audio.encoders import AudioEncoder, MelEncoder
 from audio.config import AudioModelConfig
-from audio.mel import MelSettings, griffin_lim, log_mel, spectral_envelope
+from audio.mel import MelSettings, cepstral_postfilter, griffin_lim, log_mel, spectral_envelope
 from audio.mel_decoder import MelDecoder
 from core.config import QuantizerConfig
 from core.quantize import QuantizerOutput, build_quantizer
@@ -246,10 +246,12 @@ class AudioVQVAE(nn.Module):
 
         Speaker conversion is ``decode(encode(x), other_speaker)``. Arguments as in :meth:`decode_mu_law`; the mel
         decoder is deterministic and ignores ``temperature``, ``generator``, ``noise`` and ``method`` (its log-mel
-        frames are rendered by Griffin-Lim, :func:`audio.mel.griffin_lim`).
+        frames, sharpened by :func:`audio.mel.cepstral_postfilter` with ``model.postfilter``, are rendered by
+        Griffin-Lim, :func:`audio.mel.griffin_lim`).
         """
         if not self.autoregressive:
-            return griffin_lim(self.decode_mel(indices, speaker), self.mel_settings).clamp(-1.0, 1.0)
+            mel = cepstral_postfilter(self.decode_mel(indices, speaker), self.model_cfg.postfilter)
+            return griffin_lim(mel, self.mel_settings).clamp(-1.0, 1.0)
         return mu_law_decode(self.decode_mu_law(indices, speaker, temperature, generator, noise, method),
                              self.model_cfg.mu_law_channels)
 

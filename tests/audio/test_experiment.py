@@ -51,6 +51,10 @@ def test_speaker_convert_runs_end_to_end(decoder, tiny_corpus, tmp_path, monkeyp
     frozen = load_frozen_vqvae(ckpt, torch.device("cpu"))
     model, cfg, speakers = frozen.model, frozen.cfg, frozen.extras["speakers"]
     assert len(speakers) == 7 and cfg.train.steps == 3 and model.hop == 64 and cfg.model.decoder == decoder
+    # a reading run's post-filter replaces the stored one: rendering only, the trained weights are the same
+    sharpened = load_frozen_vqvae(ckpt, torch.device("cpu"), postfilter=1.3)
+    assert sharpened.model.model_cfg.postfilter == sharpened.cfg.model.postfilter == 1.3 != cfg.model.postfilter
+    assert sharpened.vqvae_hash == frozen.vqvae_hash
     for key in ("recon_loss", "perplexity", "phone_accuracy", "phone_majority_accuracy",
                 "phone_linear_probe_accuracy", "convert/target_speaker_accuracy", "convert/mcd",
                 "convert/mcd_unconverted", "convert/reconstruction_speaker_accuracy",

@@ -5,7 +5,7 @@ import torch
 
 from audio.clips import decode_as
 from audio.config import AudioModelConfig
-from audio.mel import MelSettings, griffin_lim, log_mel, spectral_envelope
+from audio.mel import MelSettings, cepstral_postfilter, griffin_lim, log_mel, spectral_envelope
 from audio.mel_decoder import MelDecoder
 from audio.model import AudioVQVAE
 from core.config import QuantizerConfig
@@ -179,3 +179,34 @@ def test_log_mel_is_float32_and_unchanged_under_bf16_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         mixed = log_mel(wave, settings)
     assert mixed.dtype == torch.float32 and torch.equal(mixed, plain)
+
+
+def test_cepstral_postfilter_scales_every_cepstrum_from_the_third_and_keeps_level_and_tilt():
+    bands = 20
+    m = torch.arange(bands, dtype=torch.float64)
+    basis = torch.stack([torch.cos(torch.pi * k * (m + 0.5) / bands) for k in range(bands)])  # [C, M] DCT-II rows
+    level_and_tilt = (2.0 + 0.7 * basis[1])[None, :, None].float().repeat(1, 1, 3)  # the first two cepstra only
+    ripple = basis[5][None, :, None].float().repeat(1, 1, 3)  # a single fifth cepstrum
+    frames = level_and_tilt + ripple
+    out = cepstral_postfilter(frames, 1.5)
+    # by hand: the level and the tilt stay, the ripple is scaled
+    assert torch.allclose(out, level_and_tilt + 1.5 * ripple, atol=1e-5)
+    assert torch.allclose(out.mean(dim=1), frames.mean(dim=1), atol=1e-5)  # each frame's mean log level kept
+    assert cepstral_postfilter(frames, 1.0) is frames  # 1: off
+    with pytest.raises(ValueError, match="beta"):
+        cepstral_postfilter(frames, 0.0)
+
+
+def test_decode_renders_the_postfiltered_frames_and_the_limit_is_checked():
+    model = _model().eval()
+    codes = model.encode(_waves(1, 640))
+    plain = model.decode(codes, torch.tensor([1]))
+    model.model_cfg.postfilter = 1.3
+    sharpened = model.decode(codes, torch.tensor([1]))
+    by_hand = griffin_lim(cepstral_postfilter(model.decode_mel(codes, torch.tensor([1])), 1.3),
+                          model.mel_settings).clamp(-1, 1)
+    assert torch.equal(sharpened, by_hand) and not torch.allclose(sharpened, plain, atol=1e-4)
+    from core.config import check_limits
+
+    with pytest.raises(ValueError, match="postfilter"):
+        check_limits(AudioModelConfig(postfilter=0.0), "model.")
