@@ -144,6 +144,5 @@ def cepstral_postfilter(log_mel_frames: torch.Tensor, beta: float) -> torch.Tens
         raise ValueError(f"beta must be > 0 and the frames need >= 2 bands, got beta={beta}, {bands} bands")
     if beta == 1.0:
         return log_mel_frames
-    p = _envelope_projection(bands, 2, str(log_mel_frames.device)).to(log_mel_frames.dtype)  # [M, M]
-    kept = torch.einsum("mk,bkn->bmn", p, log_mel_frames)  # [B, M, N] the mean and tilt of each frame
+    kept = spectral_envelope(log_mel_frames, 2)  # [B, M, N] the mean level and tilt of each frame
     return kept + beta * (log_mel_frames - kept)

@@ -8,7 +8,7 @@ from audio.config import AudioModelConfig
 from audio.mel import MelSettings, cepstral_postfilter, griffin_lim, log_mel, spectral_envelope
 from audio.mel_decoder import MelDecoder
 from audio.model import AudioVQVAE
-from core.config import QuantizerConfig
+from core.config import QuantizerConfig, check_limits
 
 SPEAKERS = 3
 
@@ -206,7 +206,5 @@ def test_decode_renders_the_postfiltered_frames_and_the_limit_is_checked():
     by_hand = griffin_lim(cepstral_postfilter(model.decode_mel(codes, torch.tensor([1])), 1.3),
                           model.mel_settings).clamp(-1, 1)
     assert torch.equal(sharpened, by_hand) and not torch.allclose(sharpened, plain, atol=1e-4)
-    from core.config import check_limits
-
     with pytest.raises(ValueError, match="postfilter"):
         check_limits(AudioModelConfig(postfilter=0.0), "model.")
