@@ -70,6 +70,7 @@ class QuantizerConfig:
     temperature_decay: float = 1e-5  # sq
     temperature_min: float = 0.0  # sq
     fused: bool = False  # sq: the hand-written autograd function (core.quantize.stochastic) instead of the formulas
+    codebook_lr_scale: float = 1.0  # vq: Adam learning rate of the codebook ÷ the model's (1: the paper's)
     data_init: bool = False  # beyond the paper
     dead_code_restart: bool = False  # beyond the paper
     restart_every: int = 100
@@ -79,7 +80,7 @@ class QuantizerConfig:
     KIND_FIELD: ClassVar[str] = "kind"  # a YAML quantizer.per_kind table holds each kind's own settings (core.per_kind)
     LIMITS: ClassVar[Limits] = {"codebook_size": (">=", 1), "code_dim": (">=", 1), "groups": (">=", 1),
                                 "beta": (">=", 0), "decay": (">", 0, "<", 1), "epsilon": (">", 0),
-                                "init_variance": (">", 0), "temperature_init": (">", 0),
+                                "init_variance": (">", 0), "temperature_init": (">", 0), "codebook_lr_scale": (">", 0),
                                 "restart_every": (">=", 1), "restart_threshold": (">=", 0)}
 
     @staticmethod

@@ -95,6 +95,24 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def parameter_groups(model: torch.nn.Module) -> list[dict[str, Any]]:
+    """Adam parameter groups of ``model``'s trainable parameters: one group at the base learning rate, and one more
+    per learning-rate multiple that a submodule asks for in its ``lr_scales`` attribute (``{parameter name:
+    multiple}``, e.g. :class:`~core.quantize.vq.VectorQuantizer`'s ``codebook_lr_scale``). Each group holds its
+    ``lr_scale``; the training loop sets ``lr = base lr × lr_scale``. Multiples of 1 add no group, so a model
+    without them has exactly one group (and the checkpoints of earlier runs load unchanged)."""
+    scaled: dict[int, float] = {}
+    for module in model.modules():
+        for name, scale in getattr(module, "lr_scales", {}).items():
+            param = getattr(module, name)
+            if scale != 1.0 and param.requires_grad:
+                scaled[id(param)] = float(scale)
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad and id(p) not in scaled], "lr_scale": 1.0}]
+    for scale in sorted(set(scaled.values())):
+        groups.append({"params": [p for p in model.parameters() if scaled.get(id(p)) == scale], "lr_scale": scale})
+    return groups
+
+
 def learning_rate(step: int, base_lr: float, warmup_steps: int = 0, schedule: str = "constant",
                   total_steps: int = 1) -> float:
     """Learning rate at ``step`` (0-based), a pure function of the step.
@@ -188,7 +206,7 @@ class Trainer:
         if distributed.world_size() > 1:  # one weight init for all; then each rank's own noise for its shard
             seed_everything(distributed.rank_seed(train_cfg.seed))
         self.train_dataset = train_dataset
-        self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=train_cfg.lr)
+        self.optimizer = torch.optim.Adam(parameter_groups(self.model), lr=train_cfg.lr)
         self.step = 0
         self.tracker: Tracker | None = None
         self.output_dir = Path(train_cfg.output_dir) / name
@@ -315,7 +333,7 @@ class Trainer:
         for batch in loader:
             lr = learning_rate(self.step, cfg.lr, cfg.warmup_steps, cfg.lr_schedule, cfg.steps)
             for group in self.optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             try:
                 with torch.autocast(self.device.type, dtype=torch.bfloat16,
                                     enabled=self.precision == "bf16"):

@@ -62,6 +62,10 @@ class VectorQuantizer(CodebookQuantizer):
         codebook_size: K (paper: 512).
         code_dim: D (paper: 64 for images).
         beta: commitment weight β, required (paper: 0.25).
+        codebook_lr_scale: the codebook's learning rate as a multiple of the model's (1.0, the paper's setting,
+            by default). Beyond the paper: Adam moves a code by at most about its learning rate per step, while
+            the encoder's outputs, sums over many weights, can move by far more; a larger scale lets the codes
+            follow (the trainer reads ``lr_scales``, see :func:`core.trainer.parameter_groups`).
         groups, data_init, dead_code_restart, restart_every, restart_threshold: see
             :class:`~core.quantize.base.CodebookQuantizer` (all off by default).
 
@@ -72,11 +76,15 @@ class VectorQuantizer(CodebookQuantizer):
         ValueError: if ``z_e``'s last dimension is not G·D, or ``z_e`` is not finite (nothing is changed then).
     """
 
-    def __init__(self, codebook_size: int, code_dim: int, *, beta: float, groups: int = 1, **health):
+    def __init__(self, codebook_size: int, code_dim: int, *, beta: float, groups: int = 1,
+                 codebook_lr_scale: float = 1.0, **health):
         super().__init__(codebook_size, code_dim, groups, **health)
         if beta < 0:
             raise ValueError(f"beta must be >= 0, got {beta}")
+        if not codebook_lr_scale > 0:
+            raise ValueError(f"codebook_lr_scale must be > 0, got {codebook_lr_scale}")
         self.beta = float(beta)
+        self.lr_scales = {"codebook": float(codebook_lr_scale)}  # parameter name → learning-rate multiple
         # Uniform init in ±1/K, as in the reference implementations of the paper.
         self.codebook = nn.Parameter(torch.empty(self._codebook_shape()).uniform_(-1.0 / codebook_size,
                                                                                   1.0 / codebook_size))
@@ -95,4 +103,5 @@ class VectorQuantizer(CodebookQuantizer):
         )
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, beta={self.beta}"
+        scale = self.lr_scales["codebook"]
+        return f"{super().extra_repr()}, beta={self.beta}" + (f", codebook_lr_scale={scale}" if scale != 1.0 else "")

@@ -129,7 +129,7 @@ def test_a_later_stage_takes_folder_and_device_from_the_run_and_rejects_its_own(
 def test_quantizer_settings_are_read_from_the_chosen_quantizers_signature():
     assert set(QuantizerConfig(kind="vq").build_kwargs()) == {
         "codebook_size", "code_dim", "groups", "beta", "data_init", "dead_code_restart", "restart_every",
-        "restart_threshold"}
+        "restart_threshold", "codebook_lr_scale"}
     assert {"decay", "epsilon"} <= set(QuantizerConfig(kind="ema").build_kwargs())
     assert "beta" not in QuantizerConfig(kind="sq").build_kwargs()
     with pytest.raises(ConfigError, match="quantizer.decay is not a setting of quantizer.kind='vq'"):

@@ -151,3 +151,30 @@ def test_native_bf16_on_the_cpu_is_onednns_answer(monkeypatch):
     assert not native_bf16(torch.device("cpu"))
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
     assert native_bf16(torch.device("cpu"))
+
+
+def test_lr_scales_give_a_parameter_its_multiple_of_the_scheduled_learning_rate(tmp_path):
+    cfg = TrainConfig(steps=1, batch_size=8, lr=0.05, eval_every=1, log_every=1, checkpoint_every=1, device="cpu",
+                      output_dir=str(tmp_path / "out"))
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    model.lr_scales = {"bias": 10.0}
+    weight, bias = model.weight.detach().clone(), model.bias.detach().clone()
+    trainer = Regression(model, _dataset(), cfg, TrackingConfig(enabled=False), config={})
+    assert [g["lr_scale"] for g in trainer.optimizer.param_groups] == [1.0, 10.0]
+    trainer.fit()
+    # Adam's first step moves every parameter by its learning rate (|m̂ / √v̂| = 1)
+    assert (trainer.model.weight.detach() - weight).abs() == pytest.approx(torch.full((1, 3), 0.05), rel=1e-4)
+    assert (trainer.model.bias.detach() - bias).abs().item() == pytest.approx(0.5, rel=1e-4)
+
+
+def test_a_multiple_of_one_adds_no_parameter_group():
+    from core.quantize import VectorQuantizer
+    from core.trainer import parameter_groups
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), VectorQuantizer(8, 4, beta=0.25))
+    assert len(parameter_groups(model)) == 1
+    model[1].lr_scales["codebook"] = 30.0
+    groups = parameter_groups(model)
+    assert [g["lr_scale"] for g in groups] == [1.0, 30.0]
+    assert groups[1]["params"] == [model[1].codebook] and len(groups[0]["params"]) == 2

@@ -174,3 +174,14 @@ def test_ema_statistics_under_bf16_autocast_are_float32_and_equal_the_float32_up
     for name, buffer in mixed.state_dict().items():
         assert buffer.dtype in (torch.float32, torch.bool, torch.long), name
         torch.testing.assert_close(buffer, plain.state_dict()[name], rtol=1e-6, atol=1e-6)
+
+
+def test_codebook_lr_scale_is_validated_and_only_taken_by_the_loss_trained_codebook():
+    from core.config import ConfigError, QuantizerConfig
+
+    assert VectorQuantizer(8, 4, beta=0.25, codebook_lr_scale=30.0).lr_scales == {"codebook": 30.0}
+    with pytest.raises(ValueError, match="codebook_lr_scale"):
+        VectorQuantizer(8, 4, beta=0.25, codebook_lr_scale=0.0)
+    assert QuantizerConfig(kind="vq", codebook_lr_scale=30.0).build_kwargs()["codebook_lr_scale"] == 30.0
+    with pytest.raises(ConfigError, match="codebook_lr_scale"):
+        QuantizerConfig(kind="ema", codebook_lr_scale=30.0).build_kwargs()
