@@ -79,6 +79,9 @@ class VideoPriorConfig:
     given_frames: int = 6  # real frames given before generation (paper: 6)
     generated_frames: int = 10  # frames generated in latent space (paper: 10)
     temperature: float = 1.0
+    # beyond the paper: decode a generated frame as the last given frame's pixels plus the decoded change of the codes
+    # since that frame, x_a + D(c_t) − D(c_a) (video/evaluate.py: decode_residual), instead of D(c_t) alone
+    residual_decoding: bool = False
     eval_samples: int = 4  # S rollouts per held-out window: one-try scores averaged over S; oracle best of S (≤ 16)
     # a generated step is "moving" where the true transition into its frame changes the view by more than this mean
     # absolute difference (8-bit levels; video/protocol.py)

@@ -73,14 +73,33 @@ def build_windows(episodes: list[Episode], codes: list[torch.Tensor], given: int
 
 
 @torch.no_grad()
-def decode(vqvae: ImageVQVAE, codes: torch.Tensor) -> np.ndarray:
-    """Codes ``[N, F, h, w·G]`` → frames ``[N, F, H, W, 3]`` uint8 through the frozen decoder."""
+def decode_float(vqvae: ImageVQVAE, codes: torch.Tensor) -> torch.Tensor:
+    """Codes ``[N, F, h, w·G]`` → decoder means ``[N, F, 3, H, W]`` float32 on the CPU (not clamped)."""
     n, f = codes.shape[:2]
     device = next(vqvae.parameters()).device
     flat = codes.flatten(0, 1)  # [N*F, h, w·G]
-    frames = [to_uint8(vqvae.decode(from_prior_grid(chunk.to(device), vqvae.quantizer.groups)))
-              for chunk in flat.split(BATCH)]
-    return np.concatenate(frames).reshape(n, f, *frames[0].shape[1:])
+    frames = torch.cat([vqvae.decode(from_prior_grid(chunk.to(device), vqvae.quantizer.groups)).float().cpu()
+                        for chunk in flat.split(BATCH)])
+    return frames.reshape(n, f, *frames.shape[1:])
+
+
+def decode(vqvae: ImageVQVAE, codes: torch.Tensor) -> np.ndarray:
+    """Codes ``[N, F, h, w·G]`` → frames ``[N, F, H, W, 3]`` uint8 through the frozen decoder."""
+    return to_uint8(decode_float(vqvae, codes))
+
+
+def decode_residual(vqvae: ImageVQVAE, codes: torch.Tensor, anchor_codes: torch.Tensor,
+                    anchor_frames: np.ndarray) -> np.ndarray:
+    """Residual decoding (``prior.residual_decoding``; beyond the paper): ``x̂_t = x_a + D(c_t) − D(c_a)``, the
+    anchor frame's pixels plus the decoded change of the codes since it, clamped to [0, 1] and rounded.
+
+    ``codes`` ``[N, F, h, w·G]``; ``anchor_codes`` ``[N, h, w·G]`` and ``anchor_frames`` ``[N, H, W, 3]`` uint8 (the
+    last given frame and its codes) → ``[N, F, H, W, 3]`` uint8. Where the generated codes equal the anchor's (with
+    the decoder's receptive field around them), the anchor's real pixels come back exactly; a rollout that repeats
+    the anchor's codes returns the anchor frame itself. Uses only the given frames, never the true future.
+    """
+    base = decode_float(vqvae, anchor_codes[:, None])  # [N, 1, 3, H, W]
+    return to_uint8(to_float(anchor_frames)[:, None] + decode_float(vqvae, codes) - base)
 
 
 @torch.no_grad()
@@ -115,8 +134,8 @@ def fixed_action_truth(env_cfg: VideoEnvConfig, episodes: list[Episode], windows
 @torch.no_grad()
 def evaluate_generation(prior: ActionConditionalPixelCNN, vqvae: ImageVQVAE, windows: Windows, env_cfg: VideoEnvConfig,
                         episodes: list[Episode], fixed: dict[str, int], temperature: float, seed: int,
-                        samples: int = 1, moving_min_change: float = 1.0, scorer: InverseDynamics | None = None
-                        ) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, ...]], dict[str, np.ndarray]]:
+                        samples: int = 1, moving_min_change: float = 1.0, scorer: InverseDynamics | None = None,
+                        residual: bool = False) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, ...]], dict[str, np.ndarray]]:
     """Generate under the true, shuffled and fixed actions and score every step (:mod:`video.protocol`).
 
     Args:
@@ -132,6 +151,8 @@ def evaluate_generation(prior: ActionConditionalPixelCNN, vqvae: ImageVQVAE, win
         moving_min_change: the moving steps' threshold (:func:`video.protocol.moving_steps`).
         scorer: an action scorer (:mod:`video.action_scorer`); when given, every generated transition is scored
             against the action the prior was given.
+        residual: decode every generated rollout (true, shuffled and fixed actions) with :func:`decode_residual`
+            anchored at the last given frame, instead of through the decoder alone.
 
     Returns:
         ``(curves, media, confusions)``: ``curves`` maps the names of :func:`video.protocol.protocol_curves` for
@@ -172,7 +193,9 @@ def evaluate_generation(prior: ActionConditionalPixelCNN, vqvae: ImageVQVAE, win
     bar = tqdm(total=2 * samples + len(fixed), desc="generating", unit="rollout", disable=None, leave=False)
 
     def rollout(actions: torch.Tensor, noise_seed: int) -> np.ndarray:
-        frames = decode(vqvae, generate(prior, windows.given_codes, actions, temperature, noise_seed))
+        codes = generate(prior, windows.given_codes, actions, temperature, noise_seed)
+        frames = (decode_residual(vqvae, codes, windows.given_codes[:, -1], last_given) if residual
+                  else decode(vqvae, codes))
         bar.update(1)
         return frames
 

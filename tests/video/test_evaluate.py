@@ -102,3 +102,24 @@ def test_strips_and_gifs_show_context_generated_and_truth(tmp_path):
 
     with Image.open(path) as gif:
         assert gif.n_frames == 16
+
+
+def test_residual_decoding_adds_the_decoded_change_to_the_last_given_frame():
+    from core.config import QuantizerConfig
+    from image.config import ImageModelConfig
+    from image.model import ImageVQVAE
+    from video.data import to_float, to_uint8
+    from video.evaluate import decode_float, decode_residual
+
+    torch.manual_seed(0)
+    vqvae = ImageVQVAE(ImageModelConfig(hidden_channels=8, residual_channels=4, num_residual_blocks=1),
+                       QuantizerConfig(kind="vq", codebook_size=16, code_dim=4)).eval()
+    anchor_codes = torch.randint(0, 16, (3, 4, 4))  # [N, h, w]: 16×16 frames
+    anchor_frames = _frames(3, 1, size=16)[:, 0]  # [N, H, W, 3] uint8
+    codes = torch.stack([anchor_codes, torch.randint(0, 16, (3, 4, 4))], 1)  # step 1 repeats the anchor's codes
+    frames = decode_residual(vqvae, codes, anchor_codes, anchor_frames)
+    assert frames.shape == (3, 2, 16, 16, 3) and frames.dtype == np.uint8
+    assert np.array_equal(frames[:, 0], anchor_frames)  # unchanged codes give the real frame back exactly
+    change = decode_float(vqvae, codes[:, 1:]) - decode_float(vqvae, anchor_codes[:, None])
+    assert np.array_equal(frames[:, 1:], to_uint8(to_float(anchor_frames)[:, None] + change))
+    assert not np.array_equal(frames[:, 1], anchor_frames)
