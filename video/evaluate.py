@@ -135,7 +135,8 @@ def fixed_action_truth(env_cfg: VideoEnvConfig, episodes: list[Episode], windows
 def evaluate_generation(prior: ActionConditionalPixelCNN, vqvae: ImageVQVAE, windows: Windows, env_cfg: VideoEnvConfig,
                         episodes: list[Episode], fixed: dict[str, int], temperature: float, seed: int,
                         samples: int = 1, moving_min_change: float = 1.0, scorer: InverseDynamics | None = None,
-                        residual: bool = False) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, ...]], dict[str, np.ndarray]]:
+                        residual: bool = False
+                        ) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, ...]], dict[str, np.ndarray]]:
     """Generate under the true, shuffled and fixed actions and score every step (:mod:`video.protocol`).
 
     Args:
