@@ -24,7 +24,7 @@ def _largest_commitment(train, variance, cfg, steps: int) -> float:
         optimizer.zero_grad()
         out.loss.backward()
         optimizer.step()
-        largest = max(largest, float(out.quantizer.commitment_loss))
+        largest = max(largest, out.quantizer.commitment_loss.item())
     return largest
 
 
