@@ -4,7 +4,8 @@ A domain stage subclasses :class:`Trainer` and implements ``compute_loss(batch)`
 optionally, ``log_media(step)``). The loop owns the rest:
 
 * seeding, the device, and batches that are a pure function of the step (``core.data``);
-* Adam at the configured learning rate, with an optional linear warm-up (a pure function of the step);
+* Adam at the configured learning rate, with an optional linear warm-up and per-group multiples (:mod:`core.optim`,
+  a pure function of the step);
 * a tqdm progress bar; ``train/*`` metrics every ``log_every`` steps, ``val/*`` every ``eval_every``;
 * atomic checkpoints every ``checkpoint_every`` steps and at the end (``<output_dir>/checkpoints/latest.pt``);
 * ``resume=True`` continues from that checkpoint with the same weights, optimizer state, RNG states and
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import random
 import time
 from pathlib import Path
@@ -47,7 +47,6 @@ from core.checkpoint import (
     stage_checkpoint,
 )
 from core.config import (
-    LR_SCHEDULES,
     ConfigError,
     TrackingConfig,
     TrainConfig,
@@ -57,6 +56,7 @@ from core.data import step_loader
 from core.precision import training_precision
 from core.errors import RunError
 from core.export import ModelExample, model_tags
+from core.optim import learning_rate, parameter_groups, set_learning_rate
 from core.quantize import NonFiniteInputError
 from core.stored_config import config_changes
 from core.tracking import Tracker, git_commit, mark_interrupted, stage_run_name
@@ -93,45 +93,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def parameter_groups(model: torch.nn.Module) -> list[dict[str, Any]]:
-    """Adam parameter groups of ``model``'s trainable parameters: one group at the base learning rate, and one more
-    per learning-rate multiple that a submodule asks for in its ``lr_scales`` attribute (``{parameter name:
-    multiple}``, e.g. :class:`~core.quantize.vq.VectorQuantizer`'s ``codebook_lr_scale``). Each group holds its
-    ``lr_scale``; the training loop sets ``lr = base lr × lr_scale``. Multiples of 1 add no group, so a model
-    without them has exactly one group (and the checkpoints of earlier runs load unchanged)."""
-    scaled: dict[int, float] = {}
-    for module in model.modules():
-        for name, scale in getattr(module, "lr_scales", {}).items():
-            param = getattr(module, name)
-            if scale != 1.0 and param.requires_grad:
-                scaled[id(param)] = float(scale)
-    groups = [{"params": [p for p in model.parameters() if p.requires_grad and id(p) not in scaled], "lr_scale": 1.0}]
-    for scale in sorted(set(scaled.values())):
-        groups.append({"params": [p for p in model.parameters() if scaled.get(id(p)) == scale], "lr_scale": scale})
-    return groups
-
-
-def learning_rate(step: int, base_lr: float, warmup_steps: int = 0, schedule: str = "constant",
-                  total_steps: int = 1) -> float:
-    """Learning rate at ``step`` (0-based), a pure function of the step.
-
-    Linear warm-up over ``warmup_steps``, then ``"constant"`` (the paper's setting) or ``"cosine"`` decay from
-    ``base_lr`` to 0 at ``total_steps``.
-
-    Raises:
-        ValueError: for an unknown schedule.
-    """
-    if schedule not in LR_SCHEDULES:
-        raise ValueError(f"unknown lr_schedule {schedule!r}; known: {LR_SCHEDULES}")
-    lr = base_lr
-    if schedule == "cosine":
-        progress = min(max(step - warmup_steps, 0) / max(total_steps - warmup_steps, 1), 1.0)
-        lr = base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
-    if warmup_steps > 0:
-        lr *= min(1.0, (step + 1) / warmup_steps)
-    return lr
 
 
 def parameter_count(module: torch.nn.Module) -> int:
@@ -332,8 +293,7 @@ class Trainer:
                    dynamic_ncols=True)
         for batch in loader:
             lr = learning_rate(self.step, cfg.lr, cfg.warmup_steps, cfg.lr_schedule, cfg.steps)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr * group.get("lr_scale", 1.0)
+            set_learning_rate(self.optimizer, lr)
             try:
                 with torch.autocast(self.device.type, dtype=torch.bfloat16,
                                     enabled=self.precision == "bf16"):

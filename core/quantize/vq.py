@@ -65,7 +65,7 @@ class VectorQuantizer(CodebookQuantizer):
         codebook_lr_scale: the codebook's learning rate as a multiple of the model's (1.0, the paper's setting,
             by default). Beyond the paper: Adam moves a code by at most about its learning rate per step, while
             the encoder's outputs, sums over many weights, can move by far more; a larger scale lets the codes
-            follow (the trainer reads ``lr_scales``, see :func:`core.trainer.parameter_groups`).
+            follow (the trainer reads ``lr_scales``, see :func:`core.optim.parameter_groups`).
         groups, data_init, dead_code_restart, restart_every, restart_threshold: see
             :class:`~core.quantize.base.CodebookQuantizer` (all off by default).
 

@@ -9,7 +9,8 @@ from core.checkpoint import read_checkpoint
 from core.config import TrackingConfig, TrainConfig
 from core import precision
 from core.precision import native_bf16, training_precision
-from core.trainer import NonFiniteLossError, Trainer, learning_rate
+from core.optim import learning_rate, parameter_groups
+from core.trainer import NonFiniteLossError, Trainer
 
 
 class Regression(Trainer):
@@ -170,7 +171,6 @@ def test_lr_scales_give_a_parameter_its_multiple_of_the_scheduled_learning_rate(
 
 def test_a_multiple_of_one_adds_no_parameter_group():
     from core.quantize import VectorQuantizer
-    from core.trainer import parameter_groups
 
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), VectorQuantizer(8, 4, beta=0.25))
     assert len(parameter_groups(model)) == 1

@@ -5,7 +5,8 @@ import torch
 
 from core.config import load_config
 from core.data import data_variance, step_batch_indices
-from core.trainer import parameter_groups, seed_everything
+from core.optim import parameter_groups, set_learning_rate
+from core.trainer import seed_everything
 from image.config import ImageConfig
 from image.data import build_image_datasets
 from image.hierarchy import build_image_vqvae
@@ -15,8 +16,7 @@ def _largest_commitment(train, variance, cfg, steps: int) -> float:
     seed_everything(cfg.train.seed)
     model = build_image_vqvae(cfg.model, cfg.quantizer, data_variance=variance)
     optimizer = torch.optim.Adam(parameter_groups(model), lr=cfg.train.lr)
-    for group in optimizer.param_groups:
-        group["lr"] = cfg.train.lr * group["lr_scale"]
+    set_learning_rate(optimizer, cfg.train.lr)
     largest = 0.0
     for step in range(steps):
         x = torch.stack([train[i][0] for i in step_batch_indices(len(train), 32, cfg.train.seed, step)])
