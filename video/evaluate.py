@@ -88,18 +88,22 @@ def decode(vqvae: ImageVQVAE, codes: torch.Tensor) -> np.ndarray:
     return to_uint8(decode_float(vqvae, codes))
 
 
-def decode_residual(vqvae: ImageVQVAE, codes: torch.Tensor, anchor_codes: torch.Tensor,
-                    anchor_frames: np.ndarray) -> np.ndarray:
+def residual_offset(vqvae: ImageVQVAE, anchor_codes: torch.Tensor, anchor_frames: np.ndarray) -> torch.Tensor:
+    """``x_a − D(c_a)`` ``[N, 1, 3, H, W]`` float32: what :func:`decode_residual` adds to every decoded frame, from
+    ``anchor_codes`` ``[N, h, w·G]`` and ``anchor_frames`` ``[N, H, W, 3]`` uint8 (the last given frame and its codes)."""
+    return to_float(anchor_frames)[:, None] - decode_float(vqvae, anchor_codes[:, None])
+
+
+def decode_residual(vqvae: ImageVQVAE, codes: torch.Tensor, offset: torch.Tensor) -> np.ndarray:
     """Residual decoding (``prior.residual_decoding``; beyond the paper): ``x̂_t = x_a + D(c_t) − D(c_a)``, the
     anchor frame's pixels plus the decoded change of the codes since it, clamped to [0, 1] and rounded.
 
-    ``codes`` ``[N, F, h, w·G]``; ``anchor_codes`` ``[N, h, w·G]`` and ``anchor_frames`` ``[N, H, W, 3]`` uint8 (the
-    last given frame and its codes) → ``[N, F, H, W, 3]`` uint8. Where the generated codes equal the anchor's (with
-    the decoder's receptive field around them), the anchor's real pixels come back exactly; a rollout that repeats
-    the anchor's codes returns the anchor frame itself. Uses only the given frames, never the true future.
+    ``codes`` ``[N, F, h, w·G]`` and ``offset`` from :func:`residual_offset` → ``[N, F, H, W, 3]`` uint8. Where the
+    generated codes equal the anchor's (with the decoder's receptive field around them), the anchor's real pixels
+    come back exactly; a rollout that repeats the anchor's codes returns the anchor frame itself. Uses only the given
+    frames, never the true future.
     """
-    base = decode_float(vqvae, anchor_codes[:, None])  # [N, 1, 3, H, W]
-    return to_uint8(to_float(anchor_frames)[:, None] + decode_float(vqvae, codes) - base)
+    return to_uint8(decode_float(vqvae, codes) + offset)
 
 
 @torch.no_grad()
@@ -193,10 +197,11 @@ def evaluate_generation(prior: ActionConditionalPixelCNN, vqvae: ImageVQVAE, win
     # one bar over every rollout (each all windows), shown when stderr is a terminal
     bar = tqdm(total=2 * samples + len(fixed), desc="generating", unit="rollout", disable=None, leave=False)
 
+    offset = residual_offset(vqvae, windows.given_codes[:, -1], last_given) if residual else None
+
     def rollout(actions: torch.Tensor, noise_seed: int) -> np.ndarray:
         codes = generate(prior, windows.given_codes, actions, temperature, noise_seed)
-        frames = (decode_residual(vqvae, codes, windows.given_codes[:, -1], last_given) if residual
-                  else decode(vqvae, codes))
+        frames = decode(vqvae, codes) if offset is None else decode_residual(vqvae, codes, offset)
         bar.update(1)
         return frames
 

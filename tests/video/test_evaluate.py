@@ -109,7 +109,7 @@ def test_residual_decoding_adds_the_decoded_change_to_the_last_given_frame():
     from image.config import ImageModelConfig
     from image.model import ImageVQVAE
     from video.data import to_float, to_uint8
-    from video.evaluate import decode_float, decode_residual
+    from video.evaluate import decode_float, decode_residual, residual_offset
 
     torch.manual_seed(0)
     vqvae = ImageVQVAE(ImageModelConfig(hidden_channels=8, residual_channels=4, num_residual_blocks=1),
@@ -117,7 +117,7 @@ def test_residual_decoding_adds_the_decoded_change_to_the_last_given_frame():
     anchor_codes = torch.randint(0, 16, (3, 4, 4))  # [N, h, w]: 16×16 frames
     anchor_frames = _frames(3, 1, size=16)[:, 0]  # [N, H, W, 3] uint8
     codes = torch.stack([anchor_codes, torch.randint(0, 16, (3, 4, 4))], 1)  # step 1 repeats the anchor's codes
-    frames = decode_residual(vqvae, codes, anchor_codes, anchor_frames)
+    frames = decode_residual(vqvae, codes, residual_offset(vqvae, anchor_codes, anchor_frames))
     assert frames.shape == (3, 2, 16, 16, 3) and frames.dtype == np.uint8
     assert np.array_equal(frames[:, 0], anchor_frames)  # unchanged codes give the real frame back exactly
     change = decode_float(vqvae, codes[:, 1:]) - decode_float(vqvae, anchor_codes[:, None])

@@ -85,6 +85,11 @@ def test_fast_config_runs_end_to_end_into_tmp_path(tmp_path):
     on_train = run.main(_args(tmp_path, "--stage", "generate", "prior.eval_split=train"))
     assert on_train["generate/psnr_copy_last_mean"] != pytest.approx(
         metrics["generate/psnr_copy_last_mean"])
+    # residual decoding changes the rollouts' pixels, not the baselines
+    residual = run.main(_args(tmp_path, "--stage", "generate", "prior.residual_decoding=true"))
+    for name in ("psnr_copy_last_mean", "psnr_copy_last_codes_mean", "psnr_vqvae_recon_mean"):
+        assert residual[f"generate/{name}"] == pytest.approx(metrics[f"generate/{name}"])
+    assert residual["generate/psnr_true_actions_mean"] != pytest.approx(metrics["generate/psnr_true_actions_mean"])
 
     # the prior refuses a VQ-VAE of other weights or another latent grid
     frozen = load_frame_vqvae(out / "vqvae" / "checkpoints" / "latest.pt", torch.device("cpu"))
