@@ -86,9 +86,12 @@ class VideoPriorConfig:
     # a generated step is "moving" where the true transition into its frame changes the view by more than this mean
     # absolute difference (8-bit levels; video/protocol.py)
     moving_min_change: float = 1.0
-    # the inverse-dynamics action scorer (video/action_scorer.py): Adam steps and real training transitions
+    # the inverse-dynamics action scorer (video/action_scorer.py): Adam steps, learning rate and real training
+    # transitions; its own seed, so that one instrument scores every prior seed (prior.train.seed)
     action_scorer_steps: int = 1000
+    action_scorer_lr: float = 3e-4
     action_scorer_transitions: int = 20000
+    action_scorer_seed: int = 0
     fixed_actions: list[str] = field(default_factory=lambda: ["move_forward", "turn_right"])  # paper fig. 7
     eval_windows: int = 128  # held-out (episode, start) windows evaluated by PSNR/SSIM
     # the episodes the generate stage scores: "val" (held out: the reported numbers) or "train" (for choosing a
@@ -105,7 +108,8 @@ class VideoPriorConfig:
                                 "generated_frames": (">=", 1), "temperature": (">", 0), "eval_windows": (">=", 1),
                                 "eval_stride": (">=", 1), "val_windows": (">=", 1), "media_examples": (">=", 0),
                                 "eval_samples": (">=", 1, "<=", 16), "moving_min_change": (">=", 0),
-                                "action_scorer_steps": (">=", 0), "action_scorer_transitions": (">=", 1)}
+                                "action_scorer_steps": (">=", 0), "action_scorer_transitions": (">=", 1),
+                                "action_scorer_lr": (">", 0)}
     CHOICES: ClassVar[dict[str, tuple]] = {"eval_split": ("val", "train")}
 
 

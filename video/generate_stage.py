@@ -62,11 +62,15 @@ def _action_scorer(cfg: VideoConfig, splits: Splits, vqvae: torch.nn.Module, dev
     p = cfg.prior
     if p.action_scorer_steps == 0:
         return None, {}, None
-    train = real_transitions(splits.train, p.action_scorer_transitions, seed=p.train.seed)
-    scorer = train_action_scorer(train, len(splits.action_names), steps=p.action_scorer_steps, seed=p.train.seed,
-                                 device=device)
-    held_out = real_transitions(splits.val, p.action_scorer_transitions, seed=p.train.seed)
+    train = real_transitions(splits.train, p.action_scorer_transitions, seed=p.action_scorer_seed)
+    scorer = train_action_scorer(train, len(splits.action_names), steps=p.action_scorer_steps, lr=p.action_scorer_lr,
+                                 seed=p.action_scorer_seed, device=device)
+    held_out = real_transitions(splits.val, p.action_scorer_transitions, seed=p.action_scorer_seed)
     scores, confusion = validate_action_scorer(scorer, held_out, vqvae)
+    if not scores["valid"]:
+        print(f"warning: the action scorer failed validation: {scores['real_accuracy']:.1%} on held-out real "
+                      f"transitions, below twice chance ({scores['chance_accuracy']:.1%}); its action accuracies "
+                      f"say nothing about the rollouts")
     return scorer, {f"generate/action_scorer/{k}": v for k, v in scores.items()}, confusion
 
 

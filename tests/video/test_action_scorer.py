@@ -13,7 +13,9 @@ from video.action_scorer import (
     rollout_transitions,
     train_action_scorer,
 )
+from video.config import VideoDataConfig, VideoEnvConfig
 from video.data import Episode
+from video.record import load_or_record
 
 SHIFTS = {0: (0, 2), 1: (0, -2), 2: (2, 0)}  # action → how the view moves (right, left, down by 2 pixels)
 
@@ -77,3 +79,16 @@ def test_bad_training_data_is_refused():
         train_action_scorer(_toy(8, 0), 2, steps=1)
     with pytest.raises(ValueError, match="before/after"):
         Transitions(np.zeros((2, 4, 4, 3), np.uint8), np.zeros((3, 4, 4, 3), np.uint8), np.zeros(2, np.int64))
+
+
+def test_the_default_scorer_learns_real_miniworld_transitions_on_every_seed(tmp_path):
+    """64-px ThreeRooms transitions (12 training, 4 held-out episodes): the default learning rate leaves chance on
+    each of 3 seeds within 400 steps (measured 81–83 %); at 1e-3 two of these seeds stay at chance."""
+    env = VideoEnvConfig(env_id="MiniWorld-ThreeRooms-v0", frame_size=64)
+    data = VideoDataConfig(train_episodes=12, val_episodes=4, steps_per_episode=100, action_repeat=4)
+    train = real_transitions(load_or_record(env, data, "train", tmp_path)[0])
+    held_out = real_transitions(load_or_record(env, data, "val", tmp_path)[0])
+    for seed in range(3):
+        model = train_action_scorer(train, 3, steps=400, batch_size=32, seed=seed)
+        accuracy = (predict_actions(model, held_out) == held_out.actions).mean()
+        assert accuracy >= 2 * chance_accuracy(held_out.actions), (seed, accuracy)
