@@ -82,9 +82,6 @@ class VideoPriorConfig:
     # beyond the paper: decode a generated frame as the last given frame's pixels plus the decoded change of the codes
     # since that frame, x_a + D(c_t) − D(c_a) (video/evaluate.py: decode_residual), instead of D(c_t) alone
     residual_decoding: bool = False
-    # beyond the paper: where a generated frame's codes equal the previous frame's (within one latent cell), keep the
-    # previous output frame's pixels, starting from the last given real frame (video/evaluate.py: decode_copy_unchanged)
-    copy_unchanged: bool = False
     eval_samples: int = 4  # S rollouts per held-out window: one-try scores averaged over S; oracle best of S (≤ 16)
     # a generated step is "moving" where the true transition into its frame changes the view by more than this mean
     # absolute difference (8-bit levels; video/protocol.py)
@@ -129,9 +126,6 @@ class VideoConfig:
     tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment_name="vqvae-video"))
 
     def check(self) -> None:
-        """The frame VQ-VAE has one latent map and one generated-frame decoding (raises :class:`ConfigError` for
-        ``model.levels`` > 1, or both ``prior.residual_decoding`` and ``prior.copy_unchanged``)."""
+        """The frame VQ-VAE has one latent map (raises :class:`ConfigError` for ``model.levels`` > 1)."""
         if self.model.levels != 1:
             raise ConfigError(f"model.levels must be 1 for the video frame model, got {self.model.levels}")
-        if self.prior.residual_decoding and self.prior.copy_unchanged:
-            raise ConfigError("prior.residual_decoding and prior.copy_unchanged exclude each other: set one")

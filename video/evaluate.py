@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 from tqdm import tqdm
 
 from image.model import ImageVQVAE
@@ -107,36 +106,6 @@ def decode_residual(vqvae: ImageVQVAE, codes: torch.Tensor, offset: torch.Tensor
     return to_uint8(decode_float(vqvae, codes) + offset)
 
 
-def decode_copy_unchanged(vqvae: ImageVQVAE, codes: torch.Tensor, anchor_codes: torch.Tensor,
-                          anchor_frames: np.ndarray, halo: int = 1) -> np.ndarray:
-    """Copy-unchanged decoding (``prior.copy_unchanged``; beyond the paper, as a video codec skips unchanged blocks):
-    where a generated frame's codes equal the previous frame's, within ``halo`` latent cells around a position, its
-    pixels are the previous output frame's; elsewhere they are the decoder's ``D(c_t)``. The chain starts at the last
-    given real frame and its codes, so a region the prior leaves unchanged keeps that frame's real pixels.
-
-    Args:
-        codes: ``[N, F, h, w·G]`` generated codes. anchor_codes: ``[N, h, w·G]`` the last given frame's codes.
-        anchor_frames: ``[N, H, W, 3]`` uint8, the last given frames. halo: latent cells around a changed code whose
-            pixels are decoded too (the decoder's reach).
-
-    Returns:
-        ``[N, F, H, W, 3]`` uint8. A rollout that repeats the anchor's codes returns the anchor frame itself; one whose
-        every code changes at every step equals :func:`decode`. Uses only the given frames, never the true future.
-    """
-    groups = vqvae.quantizer.groups
-    decoded = decode(vqvae, codes)
-    n, f, height, width = decoded.shape[:4]
-    out, previous_codes, previous = np.empty_like(decoded), anchor_codes, anchor_frames
-    for t in range(f):
-        changed = from_prior_grid(codes[:, t] != previous_codes, groups)  # [N, h, w] or [N, h, w, G]
-        changed = (changed.any(-1) if groups > 1 else changed).float()[:, None]
-        changed = F.max_pool2d(changed, 2 * halo + 1, stride=1, padding=halo) if halo > 0 else changed
-        mask = F.interpolate(changed, size=(height, width), mode="nearest")[:, 0, :, :, None].bool().numpy()
-        out[:, t] = np.where(mask, decoded[:, t], previous)
-        previous_codes, previous = codes[:, t], out[:, t]
-    return out
-
-
 @torch.no_grad()
 def generate(prior: ActionConditionalPixelCNN, given_codes: torch.Tensor, actions: torch.Tensor, temperature: float,
              seed: int, method: str = "cached") -> torch.Tensor:
@@ -170,7 +139,7 @@ def fixed_action_truth(env_cfg: VideoEnvConfig, episodes: list[Episode], windows
 def evaluate_generation(prior: ActionConditionalPixelCNN, vqvae: ImageVQVAE, windows: Windows, env_cfg: VideoEnvConfig,
                         episodes: list[Episode], fixed: dict[str, int], temperature: float, seed: int,
                         samples: int = 1, moving_min_change: float = 1.0, scorer: InverseDynamics | None = None,
-                        residual: bool = False, copy_unchanged: bool = False
+                        residual: bool = False
                         ) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, ...]], dict[str, np.ndarray]]:
     """Generate under the true, shuffled and fixed actions and score every step (:mod:`video.protocol`).
 
@@ -189,8 +158,6 @@ def evaluate_generation(prior: ActionConditionalPixelCNN, vqvae: ImageVQVAE, win
             against the action the prior was given.
         residual: decode every generated rollout (true, shuffled and fixed actions) with :func:`decode_residual`
             anchored at the last given frame, instead of through the decoder alone.
-        copy_unchanged: decode every generated rollout with :func:`decode_copy_unchanged` instead (raises
-            ValueError with ``residual``).
 
     Returns:
         ``(curves, media, confusions)``: ``curves`` maps the names of :func:`video.protocol.protocol_curves` for
@@ -230,16 +197,11 @@ def evaluate_generation(prior: ActionConditionalPixelCNN, vqvae: ImageVQVAE, win
     # one bar over every rollout (each all windows), shown when stderr is a terminal
     bar = tqdm(total=2 * samples + len(fixed), desc="generating", unit="rollout", disable=None, leave=False)
 
-    if residual and copy_unchanged:
-        raise ValueError("residual and copy-unchanged decoding exclude each other")
     offset = residual_offset(vqvae, windows.given_codes[:, -1], last_given) if residual else None
 
     def rollout(actions: torch.Tensor, noise_seed: int) -> np.ndarray:
         codes = generate(prior, windows.given_codes, actions, temperature, noise_seed)
-        if copy_unchanged:
-            frames = decode_copy_unchanged(vqvae, codes, windows.given_codes[:, -1], last_given)
-        else:
-            frames = decode(vqvae, codes) if offset is None else decode_residual(vqvae, codes, offset)
+        frames = decode(vqvae, codes) if offset is None else decode_residual(vqvae, codes, offset)
         bar.update(1)
         return frames
 

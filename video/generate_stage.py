@@ -92,7 +92,7 @@ def run_generate(cfg: VideoConfig, splits: Splits, device: torch.device) -> dict
     scorer, validation, real_confusion = _action_scorer(cfg, splits, vqvae, device)
     curves, media, confusions = evaluate_generation(prior, vqvae, windows, cfg.env, episodes, fixed, p.temperature,
                                                     p.train.seed, p.eval_samples, p.moving_min_change, scorer,
-                                                    p.residual_decoding, p.copy_unchanged)
+                                                    p.residual_decoding)
     recon_psnr = _vqvae_psnr(vqvae, FrameDataset(splits.val, max_items=cfg.data.val_frames), device)
 
     tracker = stage_tracker(cfg.tracking, "generate", cfg, {
@@ -128,7 +128,7 @@ def run_generate(cfg: VideoConfig, splits: Splits, device: torch.device) -> dict
     tracker.end()
     print(f"\ngeneration on {len(windows.starts)} {'held-out' if p.eval_split == 'val' else 'TRAINING'} windows: {p.given_frames} given frames, "
           f"{p.generated_frames} generated (temperature {p.temperature}"
-          f"{', residual decoding' if p.residual_decoding else ''}{', copy-unchanged decoding' if p.copy_unchanged else ''}); frame VQ-VAE PSNR on held-out frames "
+          f"{', residual decoding' if p.residual_decoding else ''}); frame VQ-VAE PSNR on held-out frames "
           f"{recon_psnr:.2f} dB")
     print(f"one try: each sampled rollout scored on its own, averaged over {p.eval_samples} samples and the windows; "
           f"rows *_oracle_best_of_{p.eval_samples} choose with the true frames (an oracle)")

@@ -123,38 +123,3 @@ def test_residual_decoding_adds_the_decoded_change_to_the_last_given_frame():
     change = decode_float(vqvae, codes[:, 1:]) - decode_float(vqvae, anchor_codes[:, None])
     assert np.array_equal(frames[:, 1:], to_uint8(to_float(anchor_frames)[:, None] + change))
     assert not np.array_equal(frames[:, 1], anchor_frames)
-
-
-def test_copy_unchanged_decoding_keeps_pixels_where_the_codes_repeat_and_decodes_where_they_change():
-    from core.config import QuantizerConfig
-    from image.config import ImageModelConfig
-    from image.model import ImageVQVAE
-    from video.evaluate import decode, decode_copy_unchanged
-
-    torch.manual_seed(0)
-    vqvae = ImageVQVAE(ImageModelConfig(hidden_channels=8, residual_channels=4, num_residual_blocks=1),
-                       QuantizerConfig(kind="vq", codebook_size=16, code_dim=4)).eval()
-    anchor_codes = torch.randint(0, 16, (2, 8, 8))  # [N, h, w]: 32×32 frames, 4 pixels per latent cell
-    anchor_frames = _frames(2, 1, size=32)[:, 0]  # [N, H, W, 3] uint8
-    step1 = anchor_codes.clone()
-    step1[:, 0, 0] = (anchor_codes[:, 0, 0] + 1) % 16  # one code changes: the top-left corner
-    step2 = (step1 + 1) % 16  # every code changes
-    codes = torch.stack([anchor_codes, step1, step1, step2], 1)
-    frames = decode_copy_unchanged(vqvae, codes, anchor_codes, anchor_frames, halo=1)
-    decoded = decode(vqvae, codes)
-    assert frames.shape == (2, 4, 32, 32, 3) and frames.dtype == np.uint8
-    assert np.array_equal(frames[:, 0], anchor_frames)  # repeated codes: the real frame itself
-    # step 1: the changed cell and its one-cell halo (rows and columns 0..7) decoded, the rest still the real frame
-    assert np.array_equal(frames[:, 1, :8, :8], decoded[:, 1, :8, :8])
-    assert np.array_equal(frames[:, 1, 8:], anchor_frames[:, 8:]) and np.array_equal(frames[:, 1, :, 8:],
-                                                                                    anchor_frames[:, :, 8:])
-    assert np.array_equal(frames[:, 2], frames[:, 1])  # codes repeated from the step before: its output repeated
-    assert np.array_equal(frames[:, 3], decoded[:, 3])  # everything changed: the decoder alone
-
-
-def test_residual_and_copy_unchanged_decoding_are_refused_together():
-    from core.config import ConfigError, load_config
-    from video.config import VideoConfig
-
-    with pytest.raises(ConfigError, match="exclude each other"):
-        load_config(VideoConfig, None, ["prior.residual_decoding=true", "prior.copy_unchanged=true"])
