@@ -106,6 +106,23 @@ def decode_residual(vqvae: ImageVQVAE, codes: torch.Tensor, offset: torch.Tensor
     return to_uint8(decode_float(vqvae, codes) + offset)
 
 
+def code_repeat_share(codes: torch.Tensor, anchor_codes: torch.Tensor) -> np.ndarray:
+    """Share ``[N, F]`` of each frame's codes equal to the previous frame's at the same place (the last given frame's,
+    ``anchor_codes`` ``[N, h, w·G]``, for the first), from ``codes`` ``[N, F, h, w·G]``. A view that does not change
+    repeats all its codes (1.0); it tells how stable the frame codes are and whether the prior keeps a still view still.
+    """
+    previous = torch.cat([anchor_codes[:, None], codes[:, :-1]], dim=1)
+    return (codes == previous).float().mean((2, 3)).numpy()
+
+
+def code_repeat_curves(name: str, shares: np.ndarray, moving: np.ndarray) -> dict[str, np.ndarray]:
+    """``code_repeat_<name>`` and its ``moving/`` and ``still/`` curves ``[F]`` from :func:`code_repeat_share` of S
+    samples ``[S, N, F]``, averaged over the samples and the windows."""
+    per_window = shares.mean(0)
+    return {f"code_repeat_{name}": curve(per_window), f"moving/code_repeat_{name}": curve(per_window, moving),
+            f"still/code_repeat_{name}": curve(per_window, ~moving)}
+
+
 @torch.no_grad()
 def generate(prior: ActionConditionalPixelCNN, given_codes: torch.Tensor, actions: torch.Tensor, temperature: float,
              seed: int, method: str = "cached") -> torch.Tensor:
@@ -163,7 +180,9 @@ def evaluate_generation(prior: ActionConditionalPixelCNN, vqvae: ImageVQVAE, win
         ``(curves, media, confusions)``: ``curves`` maps the names of :func:`video.protocol.protocol_curves` for
         ``true_actions``, ``shuffled_actions``, ``fixed_<action>`` (all windows only), ``copy_last``,
         ``copy_last_codes`` and ``vqvae_recon`` (e.g. ``psnr_true_actions``, ``moving/ssim_copy_last``,
-        ``psnr_true_actions_oracle_best_of_4``), ``moving_fraction`` (the moving steps' share at each step) and, with a scorer, ``action_accuracy_<condition>`` (the share of generated transitions at each step
+        ``psnr_true_actions_oracle_best_of_4``), ``code_repeat_true_actions``, ``…_shuffled_actions`` and
+        ``…_vqvae_recon`` (the true futures' codes) with their ``moving/`` and ``still/`` curves
+        (:func:`code_repeat_share`), ``moving_fraction`` (the moving steps' share at each step) and, with a scorer, ``action_accuracy_<condition>`` (the share of generated transitions at each step
         whose scored action is the commanded one, over all samples and windows), to ``[F]`` arrays; ``media`` maps
         each condition to ``(given [N, G, H, W, 3], first sample's frames [N, F, H, W, 3], truth or None)``;
         ``confusions`` maps each condition to the scorer's confusion counts ``[A, A]`` (rows: commanded action).
@@ -199,14 +218,19 @@ def evaluate_generation(prior: ActionConditionalPixelCNN, vqvae: ImageVQVAE, win
 
     offset = residual_offset(vqvae, windows.given_codes[:, -1], last_given) if residual else None
 
+    repeats: list[np.ndarray] = []  # code_repeat_share of the rollouts since the last reset
+
     def rollout(actions: torch.Tensor, noise_seed: int) -> np.ndarray:
         codes = generate(prior, windows.given_codes, actions, temperature, noise_seed)
+        repeats.append(code_repeat_share(codes, windows.given_codes[:, -1]))
         frames = decode(vqvae, codes) if offset is None else decode_residual(vqvae, codes, offset)
         bar.update(1)
         return frames
 
     for name, actions in {"true_actions": windows.actions, "shuffled_actions": shuffled}.items():
+        repeats.clear()
         rollouts = [rollout(actions, seed + s) for s in range(samples)]
+        curves.update(code_repeat_curves(name, np.stack(repeats), moving))
         score(name, rollouts, windows.truth)
         score_actions(name, rollouts, actions)
         media[name] = (windows.given_frames, rollouts[0], windows.truth)
@@ -229,4 +253,5 @@ def evaluate_generation(prior: ActionConditionalPixelCNN, vqvae: ImageVQVAE, win
     if codes.dim() == 5:
         codes = codes.flatten(3)  # [N, F, h, w·G]
     score("vqvae_recon", [decode(vqvae, codes)], windows.truth)
+    curves.update(code_repeat_curves("vqvae_recon", code_repeat_share(codes, windows.given_codes[:, -1])[None], moving))
     return curves, media, confusions

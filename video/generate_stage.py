@@ -132,7 +132,8 @@ def run_generate(cfg: VideoConfig, splits: Splits, device: torch.device) -> dict
           f"{recon_psnr:.2f} dB")
     print(f"one try: each sampled rollout scored on its own, averaged over {p.eval_samples} samples and the windows; "
           f"rows *_oracle_best_of_{p.eval_samples} choose with the true frames (an oracle)")
-    metrics_shown = ("psnr", "ssim", "moving/psnr", "moving/ssim", "still/psnr", "still/ssim", "action_accuracy")
+    metrics_shown = ("psnr", "ssim", "moving/psnr", "moving/ssim", "still/psnr", "still/ssim", "action_accuracy",
+                     "code_repeat", "moving/code_repeat", "still/code_repeat")
     for oracle in (False, True):
         if oracle:
             print("oracle (chooses with the true frames; compare only these rows with each other):")

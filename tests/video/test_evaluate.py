@@ -123,3 +123,20 @@ def test_residual_decoding_adds_the_decoded_change_to_the_last_given_frame():
     change = decode_float(vqvae, codes[:, 1:]) - decode_float(vqvae, anchor_codes[:, None])
     assert np.array_equal(frames[:, 1:], to_uint8(to_float(anchor_frames)[:, None] + change))
     assert not np.array_equal(frames[:, 1], anchor_frames)
+
+
+def test_code_repeat_share_counts_codes_equal_to_the_previous_frame():
+    from video.evaluate import code_repeat_curves, code_repeat_share
+
+    anchor = torch.zeros(2, 2, 2, dtype=torch.long)  # [N, h, w]
+    codes = torch.zeros(2, 3, 2, 2, dtype=torch.long)  # [N, F, h, w]
+    codes[0, 1, 0, 0] = 5  # window 0: one of 4 codes changes at step 1, and changes back at step 2
+    codes[1, 1:] = 7  # window 1: every code changes at step 1, then stays
+    share = code_repeat_share(codes, anchor)
+    np.testing.assert_allclose(share, [[1.0, 0.75, 0.75], [1.0, 0.0, 1.0]])
+    moving = np.array([[False, True, True], [False, True, False]])
+    c = code_repeat_curves("x", share[None], moving)
+    np.testing.assert_allclose(c["code_repeat_x"], [1.0, 0.375, 0.875])
+    np.testing.assert_allclose(c["moving/code_repeat_x"][1:], [0.375, 0.75])
+    np.testing.assert_allclose(c["still/code_repeat_x"][[0, 2]], [1.0, 1.0])
+    assert np.isnan(c["moving/code_repeat_x"][0]) and np.isnan(c["still/code_repeat_x"][1])

@@ -67,7 +67,8 @@ def test_fast_config_runs_end_to_end_into_tmp_path(tmp_path):
                  "moving/psnr_true_actions", "moving/ssim_copy_last", "moving/psnr_vqvae_recon", "moving_fraction",
                  "action_accuracy_true_actions", "action_accuracy_shuffled_actions",
                  "action_accuracy_fixed_turn_right", "action_scorer/real_accuracy",
-                 "action_scorer/vqvae_recon_accuracy", "action_scorer/chance_accuracy", "action_scorer/valid"):
+                 "action_scorer/vqvae_recon_accuracy", "action_scorer/chance_accuracy", "action_scorer/valid",
+                 "code_repeat_true_actions", "moving/code_repeat_shuffled_actions", "code_repeat_vqvae_recon"):
         assert f"generate/{name}" in gen.data.metrics, name
     assert metrics["generate/psnr_true_actions_oracle_best_of_2_mean"] >= metrics["generate/psnr_true_actions_mean"] - 1e-9
     assert 0 <= metrics["generate/action_accuracy_true_actions_mean"] <= 1
