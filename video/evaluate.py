@@ -182,8 +182,9 @@ def evaluate_generation(prior: ActionConditionalPixelCNN, vqvae: ImageVQVAE, win
         ``copy_last_codes`` and ``vqvae_recon`` (e.g. ``psnr_true_actions``, ``moving/ssim_copy_last``,
         ``psnr_true_actions_oracle_best_of_4``), ``code_repeat_true_actions``, ``…_shuffled_actions`` and
         ``…_vqvae_recon`` (the true futures' codes) with their ``moving/`` and ``still/`` curves
-        (:func:`code_repeat_share`), ``moving_fraction`` (the moving steps' share at each step) and, with a scorer, ``action_accuracy_<condition>`` (the share of generated transitions at each step
-        whose scored action is the commanded one, over all samples and windows), to ``[F]`` arrays; ``media`` maps
+        (:func:`code_repeat_share`), ``moving_fraction`` (the moving steps' share at each step) and, with a scorer,
+        ``action_accuracy_<condition>`` (the share of generated transitions at each step whose scored action is the
+        commanded one, over all samples and windows), to ``[F]`` arrays; ``media`` maps
         each condition to ``(given [N, G, H, W, 3], first sample's frames [N, F, H, W, 3], truth or None)``;
         ``confusions`` maps each condition to the scorer's confusion counts ``[A, A]`` (rows: commanded action).
     """
