@@ -219,18 +219,16 @@ def evaluate_generation(prior: ActionConditionalPixelCNN, vqvae: ImageVQVAE, win
 
     offset = residual_offset(vqvae, windows.given_codes[:, -1], last_given) if residual else None
 
-    repeats: list[np.ndarray] = []  # code_repeat_share of the rollouts since the last reset
-
-    def rollout(actions: torch.Tensor, noise_seed: int) -> np.ndarray:
+    def rollout(actions: torch.Tensor, noise_seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Frames ``[N, F, H, W, 3]`` of one rollout and its :func:`code_repeat_share` ``[N, F]``."""
         codes = generate(prior, windows.given_codes, actions, temperature, noise_seed)
-        repeats.append(code_repeat_share(codes, windows.given_codes[:, -1]))
         frames = decode(vqvae, codes) if offset is None else decode_residual(vqvae, codes, offset)
         bar.update(1)
-        return frames
+        return frames, code_repeat_share(codes, windows.given_codes[:, -1])
 
     for name, actions in {"true_actions": windows.actions, "shuffled_actions": shuffled}.items():
-        repeats.clear()
-        rollouts = [rollout(actions, seed + s) for s in range(samples)]
+        rollouts, repeats = zip(*(rollout(actions, seed + s) for s in range(samples)))
+        rollouts = list(rollouts)
         curves.update(code_repeat_curves(name, np.stack(repeats), moving))
         score(name, rollouts, windows.truth)
         score_actions(name, rollouts, actions)
@@ -239,7 +237,7 @@ def evaluate_generation(prior: ActionConditionalPixelCNN, vqvae: ImageVQVAE, win
         sequence = np.full(f, index, dtype=np.int64)
         truth = fixed_action_truth(env_cfg, episodes, windows, given, sequence)
         actions = torch.from_numpy(sequence).expand(n, f).contiguous()
-        frames = rollout(actions, seed)
+        frames, _ = rollout(actions, seed)
         score_actions(f"fixed_{name}", [frames], actions)
         if truth is not None:  # all windows, one sample
             curves.update({f"{m}_fixed_{name}": curve(v) for m, v in frame_scores(frames, truth).items()})
