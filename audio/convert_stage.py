@@ -110,10 +110,11 @@ def validated_scorer(splits: AudioSplits, sample_rate: int, mel: MelSettings, se
 def convert_sentences(model, sources: list, speakers: list[str], max_seconds: float, temperature: float, seed: int,
                       device) -> SentenceSet:
     """Every source sentence (cut to ``max_seconds`` when positive) encoded alone and decoded as every speaker,
-    with its Griffin-Lim resynthesis through the model's log-mel settings."""
+    with its Griffin-Lim resynthesis through the model's log-mel settings and (mel decoder) its own voice decoded
+    from the unquantized ``z_e``."""
     gen = torch.Generator(device="cpu").manual_seed(seed)
     limit = int(max_seconds * model.mel_settings.sample_rate) or None
-    real, resynth, decoded = [], [], []
+    real, resynth, decoded, unquantized = [], [], [], []
     every = torch.arange(len(speakers), device=device)
     for u in tqdm(sources, desc="converting", unit="sentence", disable=None, leave=False):
         wave = u.waveform[:limit]
@@ -121,8 +122,11 @@ def convert_sentences(model, sources: list, speakers: list[str], max_seconds: fl
         real.append(wave)
         x = pad_to_hop(wave, model.hop)[None]  # [1, T'] on the CPU
         resynth.append(griffin_lim(log_mel(x, model.mel_settings), model.mel_settings)[0, :wave.shape[0]])
+        if not model.autoregressive:
+            own = torch.tensor([speakers.index(u.speaker)], device=device)
+            unquantized.append(model.render(model.decode_unquantized(x.to(device), own))[0, :wave.shape[0]].cpu())
     return SentenceSet([u.text for u in sources], [speakers.index(u.speaker) for u in sources], real, resynth,
-                       decoded)
+                       decoded, unquantized)
 
 
 def run_conversion(cfg: AudioConfig, splits: AudioSplits, device: torch.device) -> dict[str, float]:

@@ -250,10 +250,29 @@ class AudioVQVAE(nn.Module):
         Griffin-Lim, :func:`audio.mel.griffin_lim`).
         """
         if not self.autoregressive:
-            mel = cepstral_postfilter(self.decode_mel(indices, speaker), self.model_cfg.postfilter)
-            return griffin_lim(mel, self.mel_settings).clamp(-1.0, 1.0)
+            return self.render(self.decode_mel(indices, speaker))
         return mu_law_decode(self.decode_mu_law(indices, speaker, temperature, generator, noise, method),
                              self.model_cfg.mu_law_channels)
+
+    def render(self, mel: torch.Tensor) -> torch.Tensor:
+        """Waveform ``[B, N·hop]`` in [-1, 1] of log-mel frames ``[B, M, N]`` (nats): sharpened by
+        :func:`audio.mel.cepstral_postfilter` with ``model.postfilter``, then rendered by Griffin-Lim
+        (:func:`audio.mel.griffin_lim`)."""
+        return griffin_lim(cepstral_postfilter(mel, self.model_cfg.postfilter), self.mel_settings).clamp(-1.0, 1.0)
+
+    @torch.no_grad()
+    def decode_unquantized(self, waveform: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
+        """Log-mel frames ``[B, M, N]`` decoded as ``speaker: [B]`` from the encoder's unquantized ``z_e`` of
+        ``waveform: [B, L]`` (SQ: its mean), bypassing the codebook: beside :meth:`decode_mel` of the same
+        waveform's codes it measures what quantization costs the output.
+
+        Raises:
+            ValueError: for a WaveNet model or a misshapen waveform.
+        """
+        if self.autoregressive:
+            raise ValueError("decode_unquantized needs model.decoder=mel; this model's decoder is wavenet")
+        dtype = next(self.decoder.parameters()).dtype
+        return self.decoder(self.latents_to_local(self._z_e(waveform)[0].to(dtype)), speaker)
 
     @torch.no_grad()
     def decode_mel(self, indices: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,9 @@ decoder's vocoder ceiling).
 
 Metrics (all on sentences never heard in training; word error rates pooled over sentences, errors / reference words):
 - ``convert/wer_real``, ``convert/wer_griffin_lim``: the recogniser on the real recordings and their resynthesis;
-  ``convert/wer_reconstruction``: A → A decoded from A's codes; ``convert/wer``: every conversion A → B, B ≠ A;
+  ``convert/wer_reconstruction``: A → A decoded from A's codes; ``convert/wer_unquantized`` (mel decoder only):
+  A → A decoded from the encoder's unquantized ``z_e`` (the words the codebook costs are the gap to the
+  reconstructions); ``convert/wer``: every conversion A → B, B ≠ A;
   ``convert/wer_words``: reference words of the source sentences.
 - ``convert/ge2e_*``: closed-set identification by cosine to each voice's centroid of ``enrolment`` training
   utterances: ``real_accuracy`` and ``griffin_lim_accuracy`` (validation), ``reconstruction_accuracy``,
@@ -36,7 +38,8 @@ class SentenceSet:
 
     ``texts[b]`` is sentence b's text, ``sources[b]`` its speaker index; ``real[b]`` and ``griffin_lim[b]`` are
     waveforms ``[T_b]``; ``decoded[b]`` is ``[S, T_b]``, row s decoded from the sentence's codes as speaker s (row
-    ``sources[b]`` is the reconstruction).
+    ``sources[b]`` is the reconstruction); ``unquantized[b]`` (``[T_b]``, or empty when not computed) is sentence b
+    decoded in its own voice from the unquantized ``z_e``.
     """
 
     texts: list[str]
@@ -44,6 +47,7 @@ class SentenceSet:
     real: list[torch.Tensor]
     griffin_lim: list[torch.Tensor]
     decoded: list[torch.Tensor]
+    unquantized: list[torch.Tensor] = field(default_factory=list)
     transcripts: dict[str, list[str]] = field(default_factory=dict)  # filled by score_sentences
 
     def conversions(self) -> tuple[list[torch.Tensor], list[int], list[int], list[str]]:
@@ -71,6 +75,8 @@ def word_error_scores(sentences: SentenceSet, sample_rate: int) -> dict[str, flo
             "wer_griffin_lim": (sentences.griffin_lim, sentences.texts),
             "wer_reconstruction": (sentences.reconstructions(), sentences.texts),
             "wer": (conv, conv_texts)}
+    if sentences.unquantized:
+        rows["wer_unquantized"] = (sentences.unquantized, sentences.texts)
     metrics: dict[str, float] = {}
     for name, (waves, texts) in rows.items():
         errors, heard = asr.word_errors(waves, texts)
@@ -119,13 +125,13 @@ def speaker_encoder_scores(sentences: SentenceSet, enrolment: list[tuple[torch.T
 
 
 def transcript_table(sentences: SentenceSet, speakers: list[str]) -> list[dict[str, str]]:
-    """One row per scored waveform: sentence, source, rendering (real, griffin_lim, reconstruction or the target
-    voice), reference text and what the recogniser heard (after :func:`word_error_scores`)."""
+    """One row per scored waveform: sentence, source, rendering (real, griffin_lim, reconstruction, unquantized or
+    the target voice), reference text and what the recogniser heard (after :func:`word_error_scores`)."""
     t = sentences.transcripts
     rows = []
     for b, text in enumerate(sentences.texts):
         src = speakers[sentences.sources[b]]
-        for kind in ("real", "griffin_lim", "reconstruction"):
+        for kind in ("real", "griffin_lim", "reconstruction", "unquantized"):
             key = "wer_" + kind
             if key in t:
                 rows.append({"sentence": str(b), "source": src, "rendering": kind, "text": text, "heard": t[key][b]})

@@ -44,8 +44,9 @@ def test_sentence_set_enumerates_conversions_and_reconstructions():
 def test_transcript_table_names_the_sentence_and_rendering_of_every_transcript():
     decoded = [torch.zeros(3, 4), torch.zeros(3, 4)]
     s = SentenceSet(["one", "two"], [1, 0], [torch.zeros(4)] * 2, [torch.zeros(4)] * 2, decoded)
-    s.transcripts = {"wer_real": ["r0", "r1"], "wer": ["c0", "c1", "c2", "c3"]}
+    s.transcripts = {"wer_real": ["r0", "r1"], "wer_unquantized": ["u0", "u1"], "wer": ["c0", "c1", "c2", "c3"]}
     rows = transcript_table(s, ["a", "b", "c"])
     assert [(r["sentence"], r["source"], r["rendering"], r["heard"]) for r in rows] == [
-        ("0", "b", "real", "r0"), ("1", "a", "real", "r1"), ("0", "b", "a", "c0"), ("0", "b", "c", "c1"),
+        ("0", "b", "real", "r0"), ("0", "b", "unquantized", "u0"), ("1", "a", "real", "r1"),
+        ("1", "a", "unquantized", "u1"), ("0", "b", "a", "c0"), ("0", "b", "c", "c1"),
         ("1", "a", "b", "c2"), ("1", "a", "c", "c3")]

@@ -67,7 +67,8 @@ def test_speaker_convert_runs_end_to_end(decoder, tiny_corpus, tmp_path, monkeyp
         assert key in metrics, key
     assert ("bits_per_sample" in metrics) == (decoder == "wavenet")
     # word error rates need whole sentences: the mel run converts them whole, the wavenet run cuts them to 0.1 s
-    wer = ("convert/wer", "convert/wer_reconstruction", "convert/wer_real", "convert/wer_griffin_lim")
+    wer = ("convert/wer", "convert/wer_reconstruction", "convert/wer_real", "convert/wer_griffin_lim",
+           "convert/wer_unquantized")
     assert all((k in metrics) == (decoder == "mel") for k in wer)
     if decoder == "mel":
         assert metrics["convert/wer_real"] < 0.5 and metrics["convert/wer"] >= 0  # real speech is read

@@ -58,6 +58,22 @@ def test_speaker_conditioning_changes_the_output_and_decode_matches_forward():
     assert torch.equal(wave, model.decode(codes, torch.tensor([0, 1])))  # Griffin-Lim from zero phase: deterministic
 
 
+def test_decode_unquantized_bypasses_the_codebook_and_nothing_else():
+    model = _model().eval()
+    x, speaker = _waves(1, 640), torch.tensor([1])
+    direct = model.decode_unquantized(x, speaker)  # [1, 20, 10]
+    assert direct.shape == (1, 20, 10)
+    assert not torch.allclose(direct, model.decode_mel(model.encode(x), speaker), atol=1e-4)
+    with torch.no_grad():  # make each frame's z_e a code: the nearest codes are then z_e itself
+        model.quantizer.codebook[:10] = model.z_e(x)[0]
+    assert torch.allclose(model.decode_mel(model.encode(x), speaker), direct, atol=1e-6)
+    wavenet = AudioVQVAE(AudioModelConfig(encoder_channels=8, residual_channels=8, skip_channels=8,
+                                          dilation_layers=2, speaker_dim=4),
+                         QuantizerConfig(codebook_size=16, code_dim=8), SPEAKERS)
+    with pytest.raises(ValueError, match="decode_unquantized needs model.decoder=mel"):
+        wavenet.decode_unquantized(x, speaker)
+
+
 def test_gradients_reach_encoder_codebook_and_decoder():
     model = _model()
     model(_waves(2, 640), torch.tensor([0, 1])).loss.backward()
